@@ -1,0 +1,33 @@
+#!/bin/bash
+# Prepares the primary for the documented standby procedure: a replication role and a
+# pg_hba.conf line that lets it connect for replication. Idempotent. Runs from
+# /docker-entrypoint-initdb.d/ in a container (temporary server on the socket) and from
+# the local backend right after initdb (PGHOST/PGPORT point at the new server).
+set -e
+
+POSTGRES_REPLICATION_USER="${POSTGRES_REPLICATION_USER:-replicator}"
+POSTGRES_REPLICATION_PASSWORD="${POSTGRES_REPLICATION_PASSWORD:-replicator_password}"
+REPLICATION_AUTH_METHOD="${PGSTANDBY_REPLICATION_AUTH_METHOD:-md5}"
+REPLICATION_ADDRESS="${PGSTANDBY_REPLICATION_ADDRESS:-all}"
+PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+
+echo "Creating replication role $POSTGRES_REPLICATION_USER..."
+psql -v ON_ERROR_STOP=1 --no-psqlrc \
+    --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" \
+    -v repl_user="$POSTGRES_REPLICATION_USER" \
+    -v repl_password="$POSTGRES_REPLICATION_PASSWORD" <<'EOSQL'
+SELECT format('CREATE ROLE %I WITH REPLICATION LOGIN PASSWORD %L', :'repl_user', :'repl_password')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'repl_user')
+\gexec
+SELECT format('ALTER ROLE %I WITH REPLICATION LOGIN PASSWORD %L', :'repl_user', :'repl_password')
+\gexec
+EOSQL
+
+HBA_LINE="host replication $POSTGRES_REPLICATION_USER $REPLICATION_ADDRESS $REPLICATION_AUTH_METHOD"
+if ! grep -qxF "$HBA_LINE" "$PGDATA/pg_hba.conf"; then
+    echo "$HBA_LINE" >> "$PGDATA/pg_hba.conf"
+fi
+psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet \
+    --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" \
+    -c 'SELECT pg_reload_conf()' >/dev/null
+echo "Replication role $POSTGRES_REPLICATION_USER is ready."

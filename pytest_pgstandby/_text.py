@@ -1,0 +1,27 @@
+"""Small text helpers shared by every layer: masking secrets and tailing logs."""
+
+from __future__ import annotations
+
+import re
+
+_PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)", re.IGNORECASE)
+_PASSWORD_URI = re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)([^@\s]+)(@)")
+_PGPASSWORD_ENV = re.compile(r"(PGPASSWORD=)(\S+)")
+MASK = "********"
+
+
+def mask_secrets(text: str) -> str:
+    """Replace passwords in conninfo strings, URIs and ``PGPASSWORD=`` assignments.
+
+    >>> mask_secrets("host=a password=s3cret user=b")
+    'host=a password=******** user=b'
+    """
+    text = _PASSWORD_KV.sub(lambda m: m.group(1) + MASK, text)
+    text = _PASSWORD_URI.sub(lambda m: m.group(1) + MASK + m.group(3), text)
+    return _PGPASSWORD_ENV.sub(lambda m: m.group(1) + MASK, text)
+
+
+def tail(text: str, lines: int = 30) -> str:
+    """The last ``lines`` lines of ``text``, masked, indented for an error message."""
+    kept = text.rstrip("\n").splitlines()[-lines:]
+    return "\n".join("    " + line for line in mask_secrets("\n".join(kept)).splitlines())

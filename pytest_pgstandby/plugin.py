@@ -1,0 +1,153 @@
+"""pytest hooks only: options, ini keys, the marker, fixtures, the report header, and the
+servers' logs attached to a failing test's report."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import fields
+from typing import Any
+
+import pytest
+
+from . import binaries
+from ._text import mask_secrets
+from .cluster import Cluster, Node, build_cluster
+from .config import BACKENDS, KEEP, Settings, from_sources
+from .errors import PgStandbyError
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+LIVE_KEY = pytest.StashKey[dict[str, "_LiveCluster"]]()
+
+_HELP = {
+    "backend": f"where nodes run: {'|'.join(BACKENDS)} (default auto)",
+    "pg_bin": "directory of PostgreSQL server binaries for the local backend, or 'embedded'",
+    "keep": f"leave servers and files behind: {'|'.join(KEEP)} (default never)",
+    "image": "Docker image for the docker backend (default postgres:17)",
+    "standbys": "number of standbys in pgstandby_cluster (default 1)",
+    "timeout": "seconds any single wait may take (default 60)",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pgstandby", "PostgreSQL streaming replication (pytest-pgstandby)")
+    for f in fields(Settings):
+        opt = f.name.replace("_", "-")
+        group.addoption(
+            f"--pgstandby-{opt}",
+            dest=f"pgstandby_{f.name}",
+            default=None,
+            help=_HELP[f.name] + f"; env PGSTANDBY_{f.name.upper()}",
+        )
+        parser.addini(f"pgstandby_{f.name}", _HELP[f.name], default=None)
+
+
+def _settings(config: pytest.Config, marker: Mapping[str, Any] | None = None) -> Settings:
+    return from_sources(
+        cli=lambda name: config.getoption(f"pgstandby_{name}"),
+        ini=lambda name: config.getini(f"pgstandby_{name}"),
+        marker=marker,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pgstandby(**settings): settings for a function-scoped cluster fixture made by "
+        "pytest_pgstandby.factories.cluster (standbys=, backend=, image=, ...)",
+    )
+    try:
+        settings = _settings(config)
+        if settings.pg_bin or settings.backend == "local":
+            binaries.find(settings.pg_bin)
+    except PgStandbyError as exc:
+        raise pytest.UsageError(f"pytest-pgstandby: {exc}") from None
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[LIVE_KEY] = {}
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        return []
+    lines = [f"pgstandby: backend={settings.backend}, image={settings.image}, keep={settings.keep}"]
+    try:
+        lines.append(f"pgstandby: local binaries: {binaries.find(settings.pg_bin).describe()}")
+    except PgStandbyError as exc:
+        lines.append(f"pgstandby: local binaries: none usable ({str(exc).split('.')[0]})")
+    if settings.backend in ("auto", "docker"):
+        from .backends.select import docker_status
+
+        usable, why = docker_status(settings.image)
+        verdict = "docker" if usable else ("local" if settings.backend == "auto" else "docker")
+        lines.append(f"pgstandby: {settings.backend} -> {verdict}: {why}")
+    return lines
+
+
+class _LiveCluster:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.failed = False
+
+
+def cluster_for_request(
+    request: pytest.FixtureRequest, overrides: Mapping[str, Any]
+) -> Iterator[Cluster]:
+    """Build a cluster for a fixture; tear it down honouring ``keep``."""
+    marker = None
+    if request.scope == "function":
+        mark = request.node.get_closest_marker("pgstandby")
+        marker = mark.kwargs if mark else None
+    try:
+        settings = _settings(request.config, marker).with_overrides(**overrides)
+        cluster = build_cluster(settings)
+    except PgStandbyError as exc:
+        pytest.fail(f"pytest-pgstandby could not build the cluster: {exc}", pytrace=False)
+    live = request.config.stash[LIVE_KEY]
+    entry = live[request.fixturename] = _LiveCluster(cluster)
+    try:
+        yield cluster
+    finally:
+        live.pop(request.fixturename, None)
+        keep = settings.keep == "always" or (settings.keep == "on-failure" and entry.failed)
+        cluster.close(keep=keep)
+
+
+@pytest.fixture(scope="session")
+def pgstandby_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved settings (CLI > ini > env > default)."""
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def pgstandby_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A primary and its standbys for the whole session, per the documented procedure."""
+    yield from cluster_for_request(request, {})
+
+
+@pytest.fixture
+def pgstandby_primary(pgstandby_cluster: Cluster) -> Node:
+    """The primary of ``pgstandby_cluster``."""
+    return pgstandby_cluster.primary
+
+
+@pytest.fixture
+def pgstandby_standby(pgstandby_cluster: Cluster) -> Node:
+    """The first standby of ``pgstandby_cluster``."""
+    return pgstandby_cluster.standby
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        live = item.config.stash.get(LIVE_KEY, {})
+        for fixturename in getattr(item, "fixturenames", ()):
+            entry = live.get(fixturename)
+            if entry is None:
+                continue
+            entry.failed = True
+            for label, text in entry.cluster.logs().items():
+                report.sections.append((f"pgstandby {label}", mask_secrets(text)))
+    return report

@@ -1,0 +1,81 @@
+"""The replication behaviour every backend must show, on a pair built by lab/setup-*.sh.
+
+Imported by tests/local and tests/docker, each of which provides a module-scoped
+``pair`` fixture (a Cluster) for its backend.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from pytest_pgstandby import Cluster
+
+
+def test_row_written_on_primary_is_read_on_standby(pair: Cluster) -> None:
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    pair.primary.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
+    pair.primary.execute(f"INSERT INTO {table} VALUES (1, 'from the primary')")
+    pair.primary.wait_for_catchup(pair.standby)
+    assert pair.standby.execute(f"SELECT id, note FROM {table}") == [(1, "from the primary")]
+
+
+def test_standby_is_in_recovery_and_refuses_writes(pair: Cluster) -> None:
+    assert pair.standby.is_in_recovery()
+    assert not pair.primary.is_in_recovery()
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        pair.standby.execute("CREATE TABLE must_fail (x int)")
+
+
+def test_standby_signal_exists(pair: Cluster) -> None:
+    assert pair.standby.file_exists("standby.signal")
+    assert not pair.primary.file_exists("standby.signal")
+
+
+def test_basebackup_minus_r_wrote_primary_conninfo_to_auto_conf(pair: Cluster) -> None:
+    auto = pair.standby.read_file("postgresql.auto.conf")
+    lines = [line for line in auto.splitlines() if line.startswith("primary_conninfo")]
+    assert len(lines) == 1, auto
+    assert "user=replicator" in lines[0]
+    assert "password=replicator_password" in lines[0]
+
+
+def test_postgresql_conf_ends_with_the_appended_standby_block(pair: Cluster) -> None:
+    conf = pair.standby.read_file("postgresql.conf").rstrip("\n").splitlines()
+    assert conf[-2:] == ["# Standby configuration", conf[-1]]
+    assert conf[-1].startswith("primary_conninfo = 'host=")
+    assert "user=replicator password=replicator_password'" in conf[-1]
+
+
+def test_pg_hba_conf_holds_the_appended_trust_lines(pair: Cluster) -> None:
+    hba = pair.standby.read_file("pg_hba.conf").rstrip("\n").splitlines()
+    assert hba[-2:] == [
+        "host all all 0.0.0.0/0 trust",
+        "host replication all 0.0.0.0/0 trust",
+    ]
+
+
+def test_setup_output_shows_the_documented_script_ran(pair: Cluster) -> None:
+    out = pair.standby.setup_output()
+    markers = [
+        "Starting standby setup...",
+        "Primary is ready, creating standby from primary...",
+        "Creating base backup...",
+        "pg_basebackup: initiating base backup",  # -v
+        "kB (100%)",  # -P
+        "pg_basebackup: base backup completed",
+        "Configuring standby settings...",
+        "Starting standby server...",
+    ]
+    positions = [out.find(m) for m in markers]
+    assert -1 not in positions, f"missing {markers[positions.index(-1)]!r} in:\n{out}"
+    assert positions == sorted(positions), "the script's steps ran out of order"
+
+
+def test_standby_streams_from_the_primary(pair: Cluster) -> None:
+    pair.standby.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
+    assert pair.primary.query_value(
+        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    ) == len(pair.standbys)
