@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -36,6 +37,11 @@ _PRIMARY_LSN = {
     "flush": "pg_current_wal_flush_lsn()",
 }
 _STANDBY_LSN = {"receive": "pg_last_wal_receive_lsn()", "replay": "pg_last_wal_replay_lsn()"}
+
+
+def _connect_budget(timeout: float) -> int:
+    """A libpq connect_timeout (whole seconds, at least 2) that keeps a poll near its bound."""
+    return max(2, min(10, math.ceil(timeout)))
 
 
 class Node:
@@ -81,18 +87,25 @@ class Node:
 
     # SQL --------------------------------------------------------------------------------
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        """A new autocommit psycopg connection; keyword arguments override conninfo keys."""
+        """A new autocommit psycopg connection; keyword arguments override conninfo keys.
+
+        ``connect_timeout`` defaults to 10 s so that a frozen server cannot hang a wait."""
+        kwargs.setdefault("connect_timeout", 10)
         return psycopg.connect(make_conninfo(self.dsn, **kwargs), autocommit=True)
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    def execute(
+        self, sql: str, params: Sequence[Any] | None = None, **connect_kwargs: Any
+    ) -> list[tuple[Any, ...]]:
         """Run one statement on a fresh connection; return its rows ([] if it has none)."""
-        with self.connect() as conn, conn.cursor() as cur:
+        with self.connect(**connect_kwargs) as conn, conn.cursor() as cur:
             cur.execute(sql.encode() if params is None else sql, params)  # type: ignore[arg-type]
             return cur.fetchall() if cur.description else []
 
-    def query_value(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+    def query_value(
+        self, sql: str, params: Sequence[Any] | None = None, **connect_kwargs: Any
+    ) -> Any:
         """The first column of the first row, or None."""
-        rows = self.execute(sql, params)
+        rows = self.execute(sql, params, **connect_kwargs)
         return rows[0][0] if rows else None
 
     def is_in_recovery(self) -> bool:
@@ -114,9 +127,10 @@ class Node:
     ) -> None:
         """Run ``sql`` until its first value equals ``expected`` (bounded, fast polling)."""
         seen: list[Any] = []
+        budget = _connect_budget(timeout or self.timeout)
 
         def check() -> bool:
-            value = self.query_value(sql)
+            value = self.query_value(sql, connect_timeout=budget)
             seen[:] = [value]
             return bool(value == expected)
 
@@ -139,10 +153,11 @@ class Node:
         target = target_lsn or self.lsn("write")
         column = _STANDBY_LSN[mode]
         seen: dict[str, Any] = {}
+        budget = _connect_budget(timeout or self.timeout)
 
         def check() -> bool:
             row = standby.execute(
-                f"SELECT {column}::text, {column} >= %s::pg_lsn", [target]
+                f"SELECT {column}::text, {column} >= %s::pg_lsn", [target], connect_timeout=budget
             )[0]
             seen["lsn"] = row[0]
             return bool(row[1])

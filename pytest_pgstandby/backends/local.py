@@ -276,6 +276,15 @@ class LocalNode:
                 f"(pid {self.proc.pid})."
             ) from None
 
+    def stop_escalating(self, patience: float = 3.0) -> None:
+        """Fast shutdown, then SIGKILL if it is held up (a backend forked for a client that
+        connected while the server was frozen can sit out authentication_timeout)."""
+        try:
+            self.stop("fast", timeout=patience)
+        except WaitTimeoutError:
+            log.warning("%s ignored a fast shutdown for %gs; killing it", self.name, patience)
+            self.kill()
+
     def kill(self) -> None:
         """SIGKILL the postmaster, as a crash would. Its backends exit on their own."""
         if self.is_running():
@@ -462,9 +471,6 @@ class LocalBackend:
             log.warning("keeping %s and its servers for inspection", self.root)
             return
         for node in reversed(self.nodes):
-            try:
-                node.stop("fast", timeout=15)
-            except WaitTimeoutError:
-                node.kill()
+            node.stop_escalating()
         _kill_and_reap(self.root)
         shutil.rmtree(self.root, ignore_errors=True)

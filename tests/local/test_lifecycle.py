@@ -1,0 +1,102 @@
+"""Node control on real local servers: LSNs, stop/start/restart/kill, promote, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pytest_pgstandby import Settings, UnsafeDataDirError, WaitTimeoutError, start_cluster
+from pytest_pgstandby.backends.local import LocalBackend, processes_under
+
+
+@pytest.fixture
+def fresh(pgstandby_settings: Settings):  # type: ignore[no-untyped-def]
+    with start_cluster(pgstandby_settings, backend="local", standbys=1) as cluster:
+        yield cluster
+
+
+def test_lsn_kinds_and_catchup(fresh) -> None:  # type: ignore[no-untyped-def]
+    primary, standby = fresh.primary, fresh.standby
+    primary.execute("CREATE TABLE l AS SELECT generate_series(1, 1000) AS x")
+    target = primary.wait_for_catchup(standby, mode="replay")
+    assert primary.execute("SELECT %s::pg_lsn <= pg_current_wal_lsn()", [target]) == [(True,)]
+    for kind in ("insert", "write", "flush"):
+        assert "/" in (primary.lsn(kind) or "")
+    for kind in ("receive", "replay"):
+        assert standby.execute(
+            "SELECT %s::pg_lsn >= %s::pg_lsn", [standby.lsn(kind), target]
+        ) == [(True,)]
+    with pytest.raises(ValueError, match="only on a primary"):
+        standby.lsn("insert")
+
+
+def test_catchup_timeout_names_what_it_awaited(fresh) -> None:  # type: ignore[no-untyped-def]
+    primary, standby = fresh.primary, fresh.standby
+    os.kill(standby.handle.proc.pid, signal.SIGSTOP)  # freeze the standby's postmaster...
+    try:
+        with pytest.raises(WaitTimeoutError) as info:
+            primary.wait_for_catchup(standby, target_lsn="FFFF/0", timeout=0.5)
+    finally:
+        os.kill(standby.handle.proc.pid, signal.SIGCONT)
+    text = str(info.value)
+    assert "standby1 to replay up to FFFF/0 of primary" in text
+    assert "target FFFF/0" in text and "log tail" in text
+
+
+def test_stop_start_restart_and_kill(fresh) -> None:  # type: ignore[no-untyped-def]
+    primary, standby = fresh.primary, fresh.standby
+    standby.stop("fast")
+    assert not standby.is_running()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(standby.dsn, connect_timeout=2)
+    primary.execute("CREATE TABLE while_down AS SELECT 42 AS x")
+    standby.start()
+    primary.wait_for_catchup(standby)
+    assert standby.execute("SELECT x FROM while_down") == [(42,)]
+    standby.restart()
+    assert standby.is_in_recovery()
+    standby.kill()
+    assert not standby.is_running()
+    standby.start()  # crash recovery, then streaming again
+    primary.wait_for_catchup(standby)
+
+
+def test_promote_turns_the_standby_into_a_primary(fresh) -> None:  # type: ignore[no-untyped-def]
+    fresh.standby.promote()
+    assert not fresh.standby.is_in_recovery()
+    fresh.standby.execute("CREATE TABLE after_promote (x int)")
+    assert not fresh.standby.file_exists("standby.signal")
+
+
+def test_close_leaves_no_process_and_no_directory(pgstandby_settings: Settings) -> None:
+    with start_cluster(pgstandby_settings, backend="local") as cluster:
+        root = cluster.backend.root
+        pids = [n.handle.proc.pid for n in cluster.nodes]
+        assert processes_under(root), "servers should be running inside the harness root"
+    assert not root.exists()
+    assert processes_under(root) == []
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_standby_script_refuses_a_data_dir_outside_the_harness_root(
+    tmp_path: Path, pgstandby_settings: Settings
+) -> None:
+    victim = tmp_path / "precious"
+    victim.mkdir()
+    (victim / "keep-me").write_text("data the harness did not create")
+    backend = LocalBackend(pgstandby_settings.pg_bin)
+    try:
+        with pytest.raises(UnsafeDataDirError, match="outside this session's harness directory"):
+            backend.create_standby("standby1", None, data_dir=victim)  # type: ignore[arg-type]
+        sneaky = backend.root / ".." / tmp_path.name
+        with pytest.raises(UnsafeDataDirError):
+            backend.create_standby("standby1", None, data_dir=sneaky)  # type: ignore[arg-type]
+    finally:
+        backend.close()
+    assert (victim / "keep-me").read_text() == "data the harness did not create"
