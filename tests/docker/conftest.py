@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_pgstandby import Cluster, DockerUnavailableError, Settings, start_cluster
+from pytest_pgstandby.backends.docker import _client
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # type: ignore[no-untyped-def]
+    """A docker-py client; the only reason a Docker test may skip is a daemon that does
+    not answer."""
+    try:
+        client = _client(timeout=5)
+    except DockerUnavailableError as exc:
+        pytest.skip(f"no Docker daemon: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def pair(docker_client, pgstandby_settings: Settings) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+    with start_cluster(pgstandby_settings, backend="docker", standbys=1) as cluster:
+        yield cluster

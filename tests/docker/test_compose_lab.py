@@ -1,0 +1,262 @@
+"""The classroom lab end to end: lab/docker-compose.yml on the lab image.
+
+Builds (or reuses) pgstandby/postgres:15 with lab/image/build.sh, brings the compose lab
+up under a project name of its own with free host ports on 127.0.0.1, waits until the
+standby streams, writes on the primary and reads it back on the standby, checks
+standby.signal, then `down -v` and checks that nothing of the project is left.
+
+Skipped (with the reason) only when no Docker daemon answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg")
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+LAB = REPO / "lab"
+COMPOSE_FILE = LAB / "docker-compose.yml"
+BUILD_SH = LAB / "image" / "build.sh"
+
+PG_MAJOR = "15"
+IMAGE = f"pgstandby/postgres:{PG_MAJOR}"
+PRIMARY = "postgres-primary-lab"
+STANDBY = "postgres-standby-lab"
+PGDATA = "/var/lib/postgresql/data"
+SUPERUSER = "postgres"
+PASSWORD = "postgres"
+
+WAIT_TIMEOUT = 60.0
+POLL_INTERVAL = 0.1
+BUILD_TIMEOUT = 1800
+COMPOSE_TIMEOUT = 300
+
+T = TypeVar("T")
+
+
+def _run(cmd: list[str], *, timeout: float = 120, env: dict[str, str] | None = None,
+         check: bool = False) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                            stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {result.returncode}\n"
+            f"--- stdout (tail) ---\n{_tail(result.stdout)}\n"
+            f"--- stderr (tail) ---\n{_tail(result.stderr)}"
+        )
+    return result
+
+
+def _tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if _run(["docker", "compose", "version"], timeout=30).returncode == 0:
+        return ["docker", "compose"]
+    raise AssertionError("neither `docker-compose` nor `docker compose` is available")
+
+
+def _wait_for(what: str, probe: Callable[[], T | None], *, diagnostics: Callable[[], str],
+              timeout: float = WAIT_TIMEOUT, interval: float = POLL_INTERVAL) -> T:
+    """Poll probe() until it returns something other than None (or raises no error).
+
+    On timeout the error names what was awaited, the last observed state or error, and
+    whatever diagnostics() returns (the compose logs' tail)."""
+    deadline = time.monotonic() + timeout
+    last = "no attempt finished"
+    while True:
+        try:
+            value = probe()
+        except Exception as exc:  # noqa: BLE001 - any failure is "not yet", kept for the report
+            last = f"{type(exc).__name__}: {exc}".strip()
+        else:
+            if value is not None:
+                return value
+            last = "probe returned no result yet"
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what}\n"
+                f"last observed: {last}\n{diagnostics()}"
+            )
+        time.sleep(interval)
+
+
+class ComposeLab:
+    """One `docker-compose -p <project>` instance of lab/docker-compose.yml."""
+
+    def __init__(self, project: str, primary_port: int, standby_port: int) -> None:
+        self.project = project
+        self.primary_port = primary_port
+        self.standby_port = standby_port
+        self.compose = _compose_command() + ["-f", str(COMPOSE_FILE), "-p", project]
+        self.env = dict(os.environ)
+        self.env.update({
+            "PGSTANDBY_IMAGE": IMAGE,
+            "PGSTANDBY_LAB_PRIMARY_PORT": str(primary_port),
+            "PGSTANDBY_LAB_STANDBY_PORT": str(standby_port),
+            "PGSTANDBY_POLL_INTERVAL": "0.1",
+            "POSTGRES_PASSWORD": PASSWORD,
+            "POSTGRES_REPLICATION_USER": "replicator",
+            "POSTGRES_REPLICATION_PASSWORD": "replicator_password",
+        })
+        self.env.pop("COMPOSE_FILE", None)
+        self.env.pop("COMPOSE_PROJECT_NAME", None)
+        self.volumes_seen: set[str] = set()
+
+    def run(self, *args: str, timeout: float = COMPOSE_TIMEOUT,
+            check: bool = False) -> subprocess.CompletedProcess[str]:
+        return _run(self.compose + list(args), timeout=timeout, env=self.env, check=check)
+
+    def logs(self, lines: int = 40) -> str:
+        try:
+            out = self.run("logs", "--no-color", f"--tail={lines}", timeout=60)
+        except subprocess.TimeoutExpired:
+            return "--- docker-compose logs timed out ---"
+        return f"--- docker-compose logs (last {lines} lines per service) ---\n" + (
+            out.stdout + out.stderr).rstrip()
+
+    def dsn(self, port: int) -> dict[str, object]:
+        return {"host": "127.0.0.1", "port": port, "user": SUPERUSER, "password": PASSWORD,
+                "dbname": "postgres", "connect_timeout": 3, "autocommit": True}
+
+    def connect(self, port: int):
+        return psycopg.connect(**self.dsn(port))
+
+    def remember_volumes(self) -> None:
+        """Every volume mounted by the project's containers, named or anonymous."""
+        for name in (PRIMARY, STANDBY):
+            out = _run(["docker", "inspect", "--format",
+                        "{{range .Mounts}}{{if .Name}}{{.Name}} {{end}}{{end}}", name])
+            if out.returncode == 0:
+                self.volumes_seen.update(out.stdout.split())
+
+    def leftovers(self) -> dict[str, list[str]]:
+        label = f"label=com.docker.compose.project={self.project}"
+        found = {
+            "containers": _run(["docker", "ps", "-a", "-q", "--filter", label]).stdout.split(),
+            "networks": _run(["docker", "network", "ls", "-q", "--filter", label]).stdout.split(),
+            "volumes": _run(["docker", "volume", "ls", "-q", "--filter", label]).stdout.split(),
+        }
+        existing = set(_run(["docker", "volume", "ls", "-q"]).stdout.split())
+        found["volumes"] += sorted((self.volumes_seen & existing) - set(found["volumes"]))
+        return {kind: ids for kind, ids in found.items() if ids}
+
+
+@pytest.fixture(scope="module")
+def docker_daemon() -> None:
+    if shutil.which("docker") is None:
+        reason = "no docker CLI on PATH, so no Docker daemon to run the compose lab on"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    info = _run(["docker", "info"], timeout=60)
+    if info.returncode != 0:
+        reason = ("no Docker daemon answers (`docker info` failed: "
+                  f"{_tail(info.stderr, 3).strip() or 'exit ' + str(info.returncode)})")
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def lab_image(docker_daemon: None) -> str:
+    """The lab image, built once (build.sh itself caches and serialises with flock)."""
+    started = time.monotonic()
+    _run(["bash", str(BUILD_SH), "--pg", PG_MAJOR], timeout=BUILD_TIMEOUT, check=True)
+    print(f"lab image {IMAGE} ready in {time.monotonic() - started:.1f} s")
+    return IMAGE
+
+
+def _refuse_foreign_containers() -> None:
+    """container_name is fixed, so one lab at a time: never touch someone else's."""
+    for name in (PRIMARY, STANDBY):
+        out = _run(["docker", "ps", "-a", "--filter", f"name=^/{name}$", "--format",
+                    '{{.ID}} {{.Status}} project={{.Label "com.docker.compose.project"}}'])
+        if out.stdout.strip():
+            project = out.stdout.split("project=")[-1].strip()
+            how = (f"`docker-compose -f {COMPOSE_FILE} -p {project} down -v`" if project
+                   else f"`docker rm -f {name}`")
+            pytest.skip(
+                f"a container named {name} already exists ({out.stdout.strip()}); the lab "
+                f"uses fixed container names, so this test will not run beside it, nor "
+                f"remove what it did not create. If it is yours and expendable: {how}"
+            )
+
+
+def test_compose_lab_replicates_and_leaves_nothing_behind(lab_image: str) -> None:
+    _refuse_foreign_containers()
+    lab = ComposeLab(f"pgstandby-test-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+                     _free_port(), _free_port())
+    token = uuid.uuid4().hex
+    started = time.monotonic()
+    try:
+        up = lab.run("up", "-d")
+        assert up.returncode == 0, (
+            f"docker-compose up -d exited {up.returncode}\n{_tail(up.stderr)}\n{lab.logs()}")
+        lab.remember_volumes()
+
+        def standby_streaming() -> tuple[bool, str] | None:
+            with lab.connect(lab.standby_port) as conn:
+                row = conn.execute(
+                    "SELECT pg_is_in_recovery(), "
+                    "(SELECT status FROM pg_stat_wal_receiver)").fetchone()
+            if row != (True, "streaming"):
+                raise RuntimeError(f"standby reports (in_recovery, wal receiver) = {row}")
+            return row
+
+        _wait_for("the standby to be in recovery with its WAL receiver streaming",
+                  standby_streaming, diagnostics=lab.logs)
+        print(f"compose up -> standby streaming in {time.monotonic() - started:.1f} s")
+
+        with lab.connect(lab.primary_port) as primary:
+            replication = primary.execute(
+                "SELECT state FROM pg_stat_replication").fetchall()
+            assert ("streaming",) in replication, replication
+            primary.execute("CREATE TABLE lab_check (id int PRIMARY KEY, note text NOT NULL)")
+            primary.execute("INSERT INTO lab_check VALUES (1, %s)", (token,))
+
+        def row_on_standby() -> str | None:
+            with lab.connect(lab.standby_port) as conn:
+                row = conn.execute("SELECT note FROM lab_check WHERE id = 1").fetchone()
+            return row[0] if row else None
+
+        seen = _wait_for("the row written on the primary to be visible on the standby",
+                         row_on_standby, diagnostics=lab.logs)
+        assert seen == token
+
+        with lab.connect(lab.standby_port) as standby:
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                standby.execute("INSERT INTO lab_check VALUES (2, 'must fail')")
+
+        signal = _run(["docker", "exec", STANDBY, "test", "-f", f"{PGDATA}/standby.signal"])
+        assert signal.returncode == 0, (
+            f"{PGDATA}/standby.signal is missing in {STANDBY}: {signal.stderr}\n{lab.logs()}")
+    finally:
+        lab.remember_volumes()
+        try:
+            down = lab.run("down", "-v", "--remove-orphans")
+        except subprocess.TimeoutExpired as exc:
+            down = subprocess.CompletedProcess(exc.cmd, -1, "", f"timed out: {exc}")
+
+    assert down.returncode == 0, f"docker-compose down -v failed:\n{down.stderr}"
+    left = lab.leftovers()
+    assert not left, f"compose project {lab.project} left resources behind: {left}"

@@ -1,0 +1,125 @@
+"""Docker backend specifics: seed defaults inside the containers, 127.0.0.1-only ports,
+node control through the container, cleanup without Ryuk, and bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_pgstandby import (
+    DockerUnavailableError,
+    ImageMissingError,
+    NameClashError,
+    Settings,
+    start_cluster,
+)
+from pytest_pgstandby.backends.docker import LABEL, LABEL_CLUSTER, DockerBackend
+
+
+def _ours(client, cluster: str | None = None) -> tuple[list, list]:  # type: ignore[no-untyped-def]
+    label = f"{LABEL_CLUSTER}={cluster}" if cluster else f"{LABEL}=1"
+    return (
+        client.containers.list(all=True, filters={"label": label}),
+        client.networks.list(filters={"label": label}),
+    )
+
+
+def test_standby_runs_the_seed_defaults_and_ports_are_loopback_only(pair, docker_client) -> None:  # type: ignore[no-untyped-def]
+    auto = pair.standby.read_file("postgresql.auto.conf")
+    assert "host=''postgres-primary-lab'' port=5432" in auto
+    conf = pair.standby.read_file("postgresql.conf").rstrip().splitlines()[-1]
+    assert conf.startswith("primary_conninfo = 'host=postgres-primary-lab port=5432 ")
+    for node in pair.nodes:
+        attrs = docker_client.containers.get(node.handle.wrapped.id).attrs
+        bindings = attrs["NetworkSettings"]["Ports"]["5432/tcp"]
+        assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
+        assert node.host == "127.0.0.1"
+    aliases = docker_client.containers.get(pair.primary.handle.wrapped.id).attrs[
+        "NetworkSettings"
+    ]["Networks"]
+    assert any("postgres-primary-lab" in (n.get("Aliases") or []) for n in aliases.values())
+
+
+def test_stop_start_and_kill_through_the_container(pgstandby_settings: Settings, docker_client) -> None:  # type: ignore[no-untyped-def]
+    with start_cluster(pgstandby_settings, backend="docker") as cluster:
+        primary, standby = cluster.primary, cluster.standby
+        primary.execute("CREATE TABLE before_restart AS SELECT 7 AS x")
+        standby.stop("fast")
+        assert not standby.is_running()
+        standby.start()  # reruns setup-standby.sh: a fresh base backup, as the seed says
+        assert "Creating base backup..." in standby.setup_output()
+        primary.wait_for_catchup(standby)
+        assert standby.execute("SELECT x FROM before_restart") == [(7,)]
+        primary.kill()
+        assert not primary.is_running()
+        primary.start()
+        assert primary.execute("SELECT x FROM before_restart") == [(7,)]
+        name = cluster.backend.cluster
+    assert _ours(docker_client, name) == ([], [])
+
+
+def test_missing_image_names_the_build_command(docker_client) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ImageMissingError, match=r"pgstandby image build"):
+        DockerBackend("pgstandby/postgres:does-not-exist")
+
+
+def test_no_daemon_names_how_to_start_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(DockerUnavailableError, match=r"no Docker daemon answers.*dockerd"):
+        DockerBackend("pgstandby/postgres:15")
+
+
+def test_name_clash_with_a_foreign_container_is_refused_untouched(
+    docker_client, pgstandby_settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    foreign = docker_client.containers.create(
+        pgstandby_settings.image, name="pgstandby-clashtest-primary", command=["true"]
+    )
+    try:
+        with pytest.raises(NameClashError, match="not ours.*left untouched"):
+            DockerBackend(pgstandby_settings.image, cluster_name="clashtest")
+        foreign.reload()
+        assert foreign.status == "created"
+    finally:
+        foreign.remove(force=True)  # the test made it, the test removes it
+    assert _ours(docker_client, "clashtest") == ([], [])
+
+
+def test_leftovers_of_a_killed_pytest_are_swept_at_the_next_start(
+    docker_client, pgstandby_settings: Settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    ready = tmp_path / "ready"
+    script = textwrap.dedent(
+        f"""
+        import pathlib, time
+        from pytest_pgstandby.backends.docker import DockerBackend
+        backend = DockerBackend({pgstandby_settings.image!r})
+        backend.create_primary("primary")
+        pathlib.Path({str(ready)!r}).write_text(backend.cluster)
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline_polls = 1200  # 0.1 s each: the primary's first start includes initdb
+        for _ in range(deadline_polls):
+            if ready.exists() or proc.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        assert ready.exists(), "the child never brought its primary up"
+        cluster = ready.read_text()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        containers, networks = _ours(docker_client, cluster)
+        assert len(containers) == 1 and len(networks) == 1  # left behind by the dead child
+        DockerBackend(pgstandby_settings.image).close()  # the next start sweeps
+        assert _ours(docker_client, cluster) == ([], [])
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,0 +1,142 @@
+"""The plugin as a downstream project meets it: installed, found by its pytest11 entry
+point, configured by its own conftest and command line, run in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_pgstandby.backends.local import processes_under
+
+DOWNSTREAM_TEST = """
+import json, os
+
+def test_replicates(pgstandby_cluster, pgstandby_primary, pgstandby_standby, record):
+    pgstandby_primary.execute("CREATE TABLE IF NOT EXISTS d (x int)")
+    pgstandby_primary.execute("INSERT INTO d VALUES (1)")
+    pgstandby_primary.wait_for_catchup(pgstandby_standby)
+    assert pgstandby_standby.execute("SELECT count(*) >= 1 FROM d") == [(True,)]
+    assert pgstandby_standby.file_exists("standby.signal")
+    record(pgstandby_cluster)
+
+def test_standby_is_read_only(pgstandby_standby, record, pgstandby_cluster):
+    assert pgstandby_standby.is_in_recovery()
+    record(pgstandby_cluster)
+"""
+
+DOWNSTREAM_CONFTEST = """
+import json, os, pytest
+
+@pytest.fixture
+def record():
+    def _record(cluster):
+        out = os.environ["PGSTANDBY_TEST_RECORD"]
+        with open(out, "a") as f:
+            f.write(json.dumps({
+                "root": str(cluster.backend.root),
+                "pids": [n.handle.proc.pid for n in cluster.nodes],
+            }) + "\\n")
+    return _record
+"""
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_downstream_project_gets_fixtures_by_entry_point_alone(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    record = tmp_path / "record.jsonl"
+    pytester.makeconftest(DOWNSTREAM_CONFTEST)
+    pytester.makepyfile(test_downstream=DOWNSTREAM_TEST)
+    pytester.makeini("[pytest]\npgstandby_backend = local\n")
+    os.environ["PGSTANDBY_TEST_RECORD"] = str(record)
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "-v")
+    finally:
+        del os.environ["PGSTANDBY_TEST_RECORD"]
+    result.assert_outcomes(passed=2)
+    seen = _records(record)
+    assert len(seen) == 2
+    for entry in seen:  # each xdist worker had its own session cluster, now gone
+        root = Path(str(entry["root"]))
+        assert not root.exists(), f"{root} was left behind"
+        assert processes_under(root) == []
+        for pid in entry["pids"]:  # type: ignore[attr-defined]
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+
+
+def test_header_names_the_binaries_and_the_backend(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess("--pgstandby-backend=local")
+    result.stdout.fnmatch_lines(
+        ["pgstandby: backend=local*", "pgstandby: local binaries: PostgreSQL * from *"]
+    )
+
+
+def test_failing_test_report_carries_the_servers_logs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_fails(pgstandby_primary):
+            pgstandby_primary.execute("SELECT 1")
+            assert False, "deliberate"
+        """
+    )
+    result = pytester.runpytest_subprocess("--pgstandby-backend=local")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*pgstandby standby1 setup*",
+            "*pg_basebackup: base backup completed*",
+            "*pgstandby standby1 log*",
+            "*database system is ready to accept read-only connections*",
+        ]
+    )
+    assert "replicator_password" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--pgstandby-backend=bogus"], "*unknown backend 'bogus'*Fix*auto, local, docker*"),
+        (["--pgstandby-pg-bin=/nonexistent/bin"], "*not a directory*Fix*pg_config --bindir*"),
+        (["--pgstandby-keep=sometimes"], "*unknown keep mode 'sometimes'*"),
+        (["--pgstandby-standbys=0"], "*at least one standby*"),
+    ],
+)
+def test_bad_options_are_usage_errors_that_name_the_fix(
+    pytester: pytest.Pytester, args: list[str], expected: str
+) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-pgstandby: " + expected])
+
+
+def test_pg_bin_without_server_binaries_is_refused_and_nothing_is_deleted(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    not_server = tmp_path / "bin"
+    not_server.mkdir()
+    (not_server / "psql").write_text("#!/bin/sh\n")
+    (not_server / "precious.txt").write_text("keep")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess(f"--pgstandby-pg-bin={not_server}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*lacks initdb, postgres, pg_basebackup, pg_isready*Fix*"])
+    assert sorted(p.name for p in not_server.iterdir()) == ["precious.txt", "psql"]
+
+
+def test_env_variable_selects_the_backend(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGSTANDBY_BACKEND", "nowhere")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown backend 'nowhere'*"])
