@@ -98,7 +98,8 @@ class Node:
     ) -> list[tuple[Any, ...]]:
         """Run one statement on a fresh connection; return its rows ([] if it has none)."""
         with self.connect(**connect_kwargs) as conn, conn.cursor() as cur:
-            cur.execute(sql.encode() if params is None else sql, params)  # type: ignore[arg-type]
+            # bytes: psycopg's typing wants a literal query; ours are composed by callers
+            cur.execute(sql.encode(), params)
             return cur.fetchall() if cur.description else []
 
     def query_value(
@@ -117,7 +118,9 @@ class Node:
         if kind in _STANDBY_LSN:
             return self.query_value(f"SELECT {_STANDBY_LSN[kind]}::text")  # type: ignore[no-any-return]
         if kind not in _PRIMARY_LSN:
-            raise ValueError(f"unknown LSN kind {kind!r}; use insert, write, flush, receive or replay")
+            raise ValueError(
+                f"unknown LSN kind {kind!r}; use insert, write, flush, receive or replay"
+            )
         if self.is_in_recovery():
             raise ValueError(f"{self.name} is a standby; {kind} LSN exists only on a primary")
         return self.query_value(f"SELECT {_PRIMARY_LSN[kind]}::text")  # type: ignore[no-any-return]
@@ -253,7 +256,7 @@ class Cluster:
     def logs(self, max_lines: int = 200) -> dict[str, str]:
         """The tail of each node's server log and setup output, masked."""
         out: dict[str, str] = {}
-        for node in getattr(self, "primary", None) and self.nodes or []:
+        for node in (getattr(self, "primary", None) and self.nodes) or []:
             for label, read in (("setup", node.setup_output), ("log", node.log)):
                 try:
                     lines = read().splitlines()[-max_lines:]

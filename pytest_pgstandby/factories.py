@@ -37,7 +37,7 @@ def cluster(
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
 
-    @pytest.fixture(scope=scope)  # type: ignore[call-overload, untyped-decorator, misc]
+    @pytest.fixture(scope=scope)  # type: ignore[call-overload, untyped-decorator]
     def _cluster_fixture(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         from .plugin import cluster_for_request
 

@@ -103,11 +103,12 @@ def cluster_for_request(
     except PgStandbyError as exc:
         pytest.fail(f"pytest-pgstandby could not build the cluster: {exc}", pytrace=False)
     live = request.config.stash[LIVE_KEY]
-    entry = live[request.fixturename] = _LiveCluster(cluster)
+    key = request.fixturename or "pgstandby_cluster"
+    entry = live[key] = _LiveCluster(cluster)
     try:
         yield cluster
     finally:
-        live.pop(request.fixturename, None)
+        live.pop(key, None)
         keep = settings.keep == "always" or (settings.keep == "on-failure" and entry.failed)
         cluster.close(keep=keep)
 

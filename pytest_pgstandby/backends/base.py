@@ -21,12 +21,20 @@ class Credentials:
 class NodeHandle(Protocol):
     """One server process or container, as a backend sees it."""
 
-    name: str
-    role: Role
-    host: str  # reachable from the test process (always 127.0.0.1 here)
-    port: int
-    data_dir: str  # path of the data directory on the node's own filesystem
-    credentials: Credentials
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> Role: ...
+    @property
+    def host(self) -> str:
+        """Reachable from the test process: always 127.0.0.1 here."""
+    @property
+    def port(self) -> int: ...
+    @property
+    def data_dir(self) -> str:
+        """The data directory's path on the node's own filesystem."""
+    @property
+    def credentials(self) -> Credentials: ...
 
     def read_file(self, relpath: str) -> str: ...
     def exists(self, relpath: str) -> bool: ...

@@ -34,7 +34,7 @@ from ..errors import (
     WaitTimeoutError,
 )
 from ..labfiles import lab_file
-from .base import Credentials, Role, StopMode
+from .base import Credentials, NodeHandle, Role, StopMode
 from .local import REPLICATION_PASSWORD, REPLICATION_USER
 
 log = logging.getLogger(__name__)
@@ -239,9 +239,7 @@ class DockerBackend:
 
     name = "docker"
 
-    def __init__(
-        self, image: str, timeout: float = 60.0, cluster_name: str | None = None
-    ) -> None:
+    def __init__(self, image: str, timeout: float = 60.0, cluster_name: str | None = None) -> None:
         from testcontainers.core.config import testcontainers_config
         from testcontainers.core.network import Network
 
@@ -281,15 +279,15 @@ class DockerBackend:
 
     def _refuse_clashes(self) -> None:
         names = [self._container_name(n) for n in ("primary", "standby1")]
-        for name in names + [f"pgstandby-{self.cluster}"]:
+        for name in [*names, f"pgstandby-{self.cluster}"]:
             for kind in (self.client.containers, self.client.networks):
                 try:
                     found = kind.get(name)
                 except docker.errors.NotFound:
                     continue
-                labels = found.attrs.get("Config", {}).get("Labels") or found.attrs.get(
-                    "Labels"
-                ) or {}
+                labels = (
+                    found.attrs.get("Config", {}).get("Labels") or found.attrs.get("Labels") or {}
+                )
                 owner = "ours from another run" if labels.get(LABEL) == "1" else "not ours"
                 raise NameClashError(
                     f"a Docker {kind.model.__name__.lower()} named {name!r} already exists "
@@ -318,7 +316,7 @@ class DockerBackend:
         )
         # docker-py's (address, None) publishes on 127.0.0.1 only, at a free port;
         # testcontainers' with_bind_ports cannot take an address.
-        container.ports["5432/tcp"] = ("127.0.0.1", None)
+        container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
         return container
 
     def _start(self, node: DockerNode) -> DockerNode:
@@ -334,7 +332,7 @@ class DockerBackend:
         creds = Credentials(password=self.superuser_password)
         return self._start(DockerNode(self, name, "primary", container, creds))
 
-    def create_standby(self, name: str, primary: Any) -> DockerNode:
+    def create_standby(self, name: str, primary: NodeHandle) -> DockerNode:
         standbys = sum(1 for n in self.nodes if n.role == "standby")
         alias = STANDBY_ALIAS if standbys == 0 else f"{STANDBY_ALIAS}-{standbys + 1}"
         container = (

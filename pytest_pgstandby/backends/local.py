@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 
@@ -31,14 +31,16 @@ from .._wait import poll_until
 from ..binaries import Binaries
 from ..errors import BinariesNotFoundError, SetupFailedError, UnsafeDataDirError, WaitTimeoutError
 from ..labfiles import lab_file
-from .base import Credentials, Role, StopMode
+from .base import Credentials, NodeHandle, Role, StopMode
 
 log = logging.getLogger(__name__)
 
 ROOT_PREFIX = "pgstandby-"
 OWNER_MARK = ".pgstandby-owner"
 REPLICATION_USER = "replicator"
-REPLICATION_PASSWORD = "replicator_password"  # the seed's lab value; the hardened profile changes it
+REPLICATION_PASSWORD = (
+    "replicator_password"  # the seed's lab value; the hardened profile changes it
+)
 _STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
@@ -346,8 +348,14 @@ class LocalBackend:
             raise
 
     def _reachable(self, found: Binaries) -> Binaries:
-        probe = [self.scripts / "setup-standby.sh", Path(found.path("postgres"))]
-        if _reachable_by(self.account, probe):
+        if not _reachable_by(self.account, [self.scripts / "setup-standby.sh"]):
+            raise SetupFailedError(
+                f"the harness directory {self.root} cannot be reached by the account "
+                f"{self.account.name!r} that runs the servers (PostgreSQL refuses root): a "
+                f"parent of it is not traversable. Fix: set PGSTANDBY_TMPDIR to a directory "
+                "every account can traverse, such as /tmp."
+            )
+        if _reachable_by(self.account, [Path(found.path("postgres"))]):
             return found
         if found.source == "embedded":
             return _shared_copy_of_embedded(found, self.account)
@@ -442,16 +450,16 @@ class LocalBackend:
         return node
 
     def create_standby(
-        self, name: str, primary: LocalNode, data_dir: Path | None = None  # type: ignore[override]
+        self, name: str, primary: NodeHandle, data_dir: Path | None = None
     ) -> LocalNode:
         target = self.check_data_dir(data_dir or self.root / name)
         node = LocalNode(self, name, "standby", free_port(), str(target))
         if data_dir is None:
             self._own_dir(name)
         self.nodes.append(node)
-        start_command = shlex.join(node.server_command()) + " >>" + shlex.quote(
-            str(node.log_path)
-        ) + " 2>&1"
+        start_command = (
+            shlex.join(node.server_command()) + " >>" + shlex.quote(str(node.log_path)) + " 2>&1"
+        )
         node.start_via_script(
             self.scripts / "setup-standby.sh",
             self.env(

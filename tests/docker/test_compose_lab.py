@@ -16,8 +16,9 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -46,10 +47,12 @@ COMPOSE_TIMEOUT = 300
 T = TypeVar("T")
 
 
-def _run(cmd: list[str], *, timeout: float = 120, env: dict[str, str] | None = None,
-         check: bool = False) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                            stdin=subprocess.DEVNULL)
+def _run(
+    cmd: list[str], *, timeout: float = 120, env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
+    )
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} exited {result.returncode}\n"
@@ -77,8 +80,14 @@ def _compose_command() -> list[str]:
     raise AssertionError("neither `docker-compose` nor `docker compose` is available")
 
 
-def _wait_for(what: str, probe: Callable[[], T | None], *, diagnostics: Callable[[], str],
-              timeout: float = WAIT_TIMEOUT, interval: float = POLL_INTERVAL) -> T:
+def _wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    *,
+    diagnostics: Callable[[], str],
+    timeout: float = WAIT_TIMEOUT,
+    interval: float = POLL_INTERVAL,
+) -> T:
     """Poll probe() until it returns something other than None (or raises no error).
 
     On timeout the error names what was awaited, the last observed state or error, and
@@ -88,7 +97,7 @@ def _wait_for(what: str, probe: Callable[[], T | None], *, diagnostics: Callable
     while True:
         try:
             value = probe()
-        except Exception as exc:  # noqa: BLE001 - any failure is "not yet", kept for the report
+        except Exception as exc:
             last = f"{type(exc).__name__}: {exc}".strip()
         else:
             if value is not None:
@@ -109,23 +118,26 @@ class ComposeLab:
         self.project = project
         self.primary_port = primary_port
         self.standby_port = standby_port
-        self.compose = _compose_command() + ["-f", str(COMPOSE_FILE), "-p", project]
+        self.compose = [*_compose_command(), "-f", str(COMPOSE_FILE), "-p", project]
         self.env = dict(os.environ)
-        self.env.update({
-            "PGSTANDBY_IMAGE": IMAGE,
-            "PGSTANDBY_LAB_PRIMARY_PORT": str(primary_port),
-            "PGSTANDBY_LAB_STANDBY_PORT": str(standby_port),
-            "PGSTANDBY_POLL_INTERVAL": "0.1",
-            "POSTGRES_PASSWORD": PASSWORD,
-            "POSTGRES_REPLICATION_USER": "replicator",
-            "POSTGRES_REPLICATION_PASSWORD": "replicator_password",
-        })
+        self.env.update(
+            {
+                "PGSTANDBY_IMAGE": IMAGE,
+                "PGSTANDBY_LAB_PRIMARY_PORT": str(primary_port),
+                "PGSTANDBY_LAB_STANDBY_PORT": str(standby_port),
+                "PGSTANDBY_POLL_INTERVAL": "0.1",
+                "POSTGRES_PASSWORD": PASSWORD,
+                "POSTGRES_REPLICATION_USER": "replicator",
+                "POSTGRES_REPLICATION_PASSWORD": "replicator_password",
+            }
+        )
         self.env.pop("COMPOSE_FILE", None)
         self.env.pop("COMPOSE_PROJECT_NAME", None)
         self.volumes_seen: set[str] = set()
 
-    def run(self, *args: str, timeout: float = COMPOSE_TIMEOUT,
-            check: bool = False) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = COMPOSE_TIMEOUT, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         return _run(self.compose + list(args), timeout=timeout, env=self.env, check=check)
 
     def logs(self, lines: int = 40) -> str:
@@ -133,12 +145,21 @@ class ComposeLab:
             out = self.run("logs", "--no-color", f"--tail={lines}", timeout=60)
         except subprocess.TimeoutExpired:
             return "--- docker-compose logs timed out ---"
-        return f"--- docker-compose logs (last {lines} lines per service) ---\n" + (
-            out.stdout + out.stderr).rstrip()
+        return (
+            f"--- docker-compose logs (last {lines} lines per service) ---\n"
+            + (out.stdout + out.stderr).rstrip()
+        )
 
     def dsn(self, port: int) -> dict[str, object]:
-        return {"host": "127.0.0.1", "port": port, "user": SUPERUSER, "password": PASSWORD,
-                "dbname": "postgres", "connect_timeout": 3, "autocommit": True}
+        return {
+            "host": "127.0.0.1",
+            "port": port,
+            "user": SUPERUSER,
+            "password": PASSWORD,
+            "dbname": "postgres",
+            "connect_timeout": 3,
+            "autocommit": True,
+        }
 
     def connect(self, port: int):
         return psycopg.connect(**self.dsn(port))
@@ -146,8 +167,15 @@ class ComposeLab:
     def remember_volumes(self) -> None:
         """Every volume mounted by the project's containers, named or anonymous."""
         for name in (PRIMARY, STANDBY):
-            out = _run(["docker", "inspect", "--format",
-                        "{{range .Mounts}}{{if .Name}}{{.Name}} {{end}}{{end}}", name])
+            out = _run(
+                [
+                    "docker",
+                    "inspect",
+                    "--format",
+                    "{{range .Mounts}}{{if .Name}}{{.Name}} {{end}}{{end}}",
+                    name,
+                ]
+            )
             if out.returncode == 0:
                 self.volumes_seen.update(out.stdout.split())
 
@@ -171,8 +199,10 @@ def docker_daemon() -> None:
         pytest.skip(reason)
     info = _run(["docker", "info"], timeout=60)
     if info.returncode != 0:
-        reason = ("no Docker daemon answers (`docker info` failed: "
-                  f"{_tail(info.stderr, 3).strip() or 'exit ' + str(info.returncode)})")
+        reason = (
+            "no Docker daemon answers (`docker info` failed: "
+            f"{_tail(info.stderr, 3).strip() or 'exit ' + str(info.returncode)})"
+        )
         print(f"SKIP: {reason}")
         pytest.skip(reason)
 
@@ -189,12 +219,24 @@ def lab_image(docker_daemon: None) -> str:
 def _refuse_foreign_containers() -> None:
     """container_name is fixed, so one lab at a time: never touch someone else's."""
     for name in (PRIMARY, STANDBY):
-        out = _run(["docker", "ps", "-a", "--filter", f"name=^/{name}$", "--format",
-                    '{{.ID}} {{.Status}} project={{.Label "com.docker.compose.project"}}'])
+        out = _run(
+            [
+                "docker",
+                "ps",
+                "-a",
+                "--filter",
+                f"name=^/{name}$",
+                "--format",
+                '{{.ID}} {{.Status}} project={{.Label "com.docker.compose.project"}}',
+            ]
+        )
         if out.stdout.strip():
             project = out.stdout.split("project=")[-1].strip()
-            how = (f"`docker-compose -f {COMPOSE_FILE} -p {project} down -v`" if project
-                   else f"`docker rm -f {name}`")
+            how = (
+                f"`docker-compose -f {COMPOSE_FILE} -p {project} down -v`"
+                if project
+                else f"`docker rm -f {name}`"
+            )
             pytest.skip(
                 f"a container named {name} already exists ({out.stdout.strip()}); the lab "
                 f"uses fixed container names, so this test will not run beside it, nor "
@@ -204,32 +246,36 @@ def _refuse_foreign_containers() -> None:
 
 def test_compose_lab_replicates_and_leaves_nothing_behind(lab_image: str) -> None:
     _refuse_foreign_containers()
-    lab = ComposeLab(f"pgstandby-test-{os.getpid()}-{uuid.uuid4().hex[:8]}",
-                     _free_port(), _free_port())
+    lab = ComposeLab(
+        f"pgstandby-test-{os.getpid()}-{uuid.uuid4().hex[:8]}", _free_port(), _free_port()
+    )
     token = uuid.uuid4().hex
     started = time.monotonic()
     try:
         up = lab.run("up", "-d")
         assert up.returncode == 0, (
-            f"docker-compose up -d exited {up.returncode}\n{_tail(up.stderr)}\n{lab.logs()}")
+            f"docker-compose up -d exited {up.returncode}\n{_tail(up.stderr)}\n{lab.logs()}"
+        )
         lab.remember_volumes()
 
         def standby_streaming() -> tuple[bool, str] | None:
             with lab.connect(lab.standby_port) as conn:
                 row = conn.execute(
-                    "SELECT pg_is_in_recovery(), "
-                    "(SELECT status FROM pg_stat_wal_receiver)").fetchone()
+                    "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)"
+                ).fetchone()
             if row != (True, "streaming"):
                 raise RuntimeError(f"standby reports (in_recovery, wal receiver) = {row}")
             return row
 
-        _wait_for("the standby to be in recovery with its WAL receiver streaming",
-                  standby_streaming, diagnostics=lab.logs)
+        _wait_for(
+            "the standby to be in recovery with its WAL receiver streaming",
+            standby_streaming,
+            diagnostics=lab.logs,
+        )
         print(f"compose up -> standby streaming in {time.monotonic() - started:.1f} s")
 
         with lab.connect(lab.primary_port) as primary:
-            replication = primary.execute(
-                "SELECT state FROM pg_stat_replication").fetchall()
+            replication = primary.execute("SELECT state FROM pg_stat_replication").fetchall()
             assert ("streaming",) in replication, replication
             primary.execute("CREATE TABLE lab_check (id int PRIMARY KEY, note text NOT NULL)")
             primary.execute("INSERT INTO lab_check VALUES (1, %s)", (token,))
@@ -239,17 +285,23 @@ def test_compose_lab_replicates_and_leaves_nothing_behind(lab_image: str) -> Non
                 row = conn.execute("SELECT note FROM lab_check WHERE id = 1").fetchone()
             return row[0] if row else None
 
-        seen = _wait_for("the row written on the primary to be visible on the standby",
-                         row_on_standby, diagnostics=lab.logs)
+        seen = _wait_for(
+            "the row written on the primary to be visible on the standby",
+            row_on_standby,
+            diagnostics=lab.logs,
+        )
         assert seen == token
 
-        with lab.connect(lab.standby_port) as standby:
-            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-                standby.execute("INSERT INTO lab_check VALUES (2, 'must fail')")
+        with (
+            lab.connect(lab.standby_port) as standby,
+            pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+        ):
+            standby.execute("INSERT INTO lab_check VALUES (2, 'must fail')")
 
         signal = _run(["docker", "exec", STANDBY, "test", "-f", f"{PGDATA}/standby.signal"])
         assert signal.returncode == 0, (
-            f"{PGDATA}/standby.signal is missing in {STANDBY}: {signal.stderr}\n{lab.logs()}")
+            f"{PGDATA}/standby.signal is missing in {STANDBY}: {signal.stderr}\n{lab.logs()}"
+        )
     finally:
         lab.remember_volumes()
         try:

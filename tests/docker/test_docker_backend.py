@@ -40,13 +40,15 @@ def test_standby_runs_the_seed_defaults_and_ports_are_loopback_only(pair, docker
         bindings = attrs["NetworkSettings"]["Ports"]["5432/tcp"]
         assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
         assert node.host == "127.0.0.1"
-    aliases = docker_client.containers.get(pair.primary.handle.wrapped.id).attrs[
-        "NetworkSettings"
-    ]["Networks"]
+    aliases = docker_client.containers.get(pair.primary.handle.wrapped.id).attrs["NetworkSettings"][
+        "Networks"
+    ]
     assert any("postgres-primary-lab" in (n.get("Aliases") or []) for n in aliases.values())
 
 
-def test_stop_start_and_kill_through_the_container(pgstandby_settings: Settings, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_stop_start_and_kill_through_the_container(
+    pgstandby_settings: Settings, docker_client
+) -> None:  # type: ignore[no-untyped-def]
     with start_cluster(pgstandby_settings, backend="docker") as cluster:
         primary, standby = cluster.primary, cluster.standby
         primary.execute("CREATE TABLE before_restart AS SELECT 7 AS x")
@@ -82,7 +84,7 @@ def test_name_clash_with_a_foreign_container_is_refused_untouched(
         pgstandby_settings.image, name="pgstandby-clashtest-primary", command=["true"]
     )
     try:
-        with pytest.raises(NameClashError, match="not ours.*left untouched"):
+        with pytest.raises(NameClashError, match=r"not ours.*left untouched"):
             DockerBackend(pgstandby_settings.image, cluster_name="clashtest")
         foreign.reload()
         assert foreign.status == "created"

@@ -27,9 +27,9 @@ def test_lsn_kinds_and_catchup(fresh) -> None:  # type: ignore[no-untyped-def]
     for kind in ("insert", "write", "flush"):
         assert "/" in (primary.lsn(kind) or "")
     for kind in ("receive", "replay"):
-        assert standby.execute(
-            "SELECT %s::pg_lsn >= %s::pg_lsn", [standby.lsn(kind), target]
-        ) == [(True,)]
+        assert standby.execute("SELECT %s::pg_lsn >= %s::pg_lsn", [standby.lsn(kind), target]) == [
+            (True,)
+        ]
     with pytest.raises(ValueError, match="only on a primary"):
         standby.lsn("insert")
 

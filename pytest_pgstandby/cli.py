@@ -1,0 +1,125 @@
+"""``pgstandby``: build the lab image, bring the classroom lab up and down, or hold a
+harness-built pair open for exploration.
+
+    pgstandby image build --pg 15
+    pgstandby lab up            # docker-compose lab: postgres-primary-lab + postgres-standby-lab
+    pgstandby lab status
+    pgstandby lab down
+    pgstandby pair --backend local   # a pair on 127.0.0.1 until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+from ._text import mask_secrets
+from .config import BACKENDS, Settings
+from .errors import PgStandbyError
+from .labfiles import lab_dir, lab_file
+
+LAB_IMAGE_DEFAULT = "pgstandby/postgres:15"
+
+
+def _compose() -> list[str]:
+    """Debian's docker-compose (v1) or the docker compose plugin, whichever is here."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+    if probe.returncode == 0:
+        return ["docker", "compose"]
+    raise PgStandbyError(
+        "neither `docker-compose` nor `docker compose` is installed. Fix: "
+        "`apt-get install docker-compose` (Debian) or install the compose plugin."
+    )
+
+
+def image_build(args: argparse.Namespace) -> int:
+    argv = ["bash", str(lab_file("image/build.sh")), "--pg", str(args.pg)]
+    if args.tag:
+        argv += ["--tag", args.tag]
+    if args.force:
+        argv.append("--force")
+    return subprocess.call(argv)
+
+
+def lab(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    env.setdefault("PGSTANDBY_IMAGE", args.image or LAB_IMAGE_DEFAULT)
+    base = [*_compose(), "-f", str(lab_dir() / "docker-compose.yml")]
+    if args.action == "up":
+        code = subprocess.call([*base, "up", "-d"], env=env)
+        if code == 0:
+            print(
+                "lab is starting: primary 127.0.0.1:"
+                f"{env.get('PGSTANDBY_LAB_PRIMARY_PORT', '5432')}, standby 127.0.0.1:"
+                f"{env.get('PGSTANDBY_LAB_STANDBY_PORT', '5433')} (user postgres). "
+                "Follow the standby's setup: docker logs -f postgres-standby-lab"
+            )
+        return code
+    if args.action == "down":
+        return subprocess.call([*base, "down", "-v"], env=env)
+    return subprocess.call([*base, "ps"], env=env)
+
+
+def pair(args: argparse.Namespace) -> int:
+    from .cluster import start_cluster
+
+    overrides = {"backend": args.backend, "standbys": args.standbys, "image": args.image}
+    settings = Settings().with_overrides(**{k: v for k, v in overrides.items() if v})
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with start_cluster(settings) as cluster:
+        print(f"pair is up: {cluster.describe()}")
+        for node in cluster.nodes:
+            print(f"  {node.name:10} {mask_secrets(node.dsn)}   data: {node.data_dir}")
+        print("Ctrl-C stops and removes it.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pgstandby", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    image = sub.add_parser("image", help="the lab image").add_subparsers(
+        dest="action", required=True
+    )
+    build = image.add_parser("build", help="build pgstandby/postgres:<pg> with no registry")
+    build.add_argument("--pg", type=int, default=15, help="PostgreSQL major version (default 15)")
+    build.add_argument("--tag", help="image tag (default pgstandby/postgres:<pg>)")
+    build.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
+    build.set_defaults(func=image_build)
+
+    lab_p = sub.add_parser("lab", help="the classroom docker-compose lab")
+    lab_p.add_argument("action", choices=("up", "down", "status"))
+    lab_p.add_argument("--image", help=f"image of both servers (default {LAB_IMAGE_DEFAULT})")
+    lab_p.set_defaults(func=lab)
+
+    pair_p = sub.add_parser("pair", help="bring a harness-built pair up until Ctrl-C")
+    pair_p.add_argument("--backend", choices=BACKENDS, default=None)
+    pair_p.add_argument("--standbys", type=int, default=None)
+    pair_p.add_argument("--image", default=None)
+    pair_p.set_defaults(func=pair)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PgStandbyError as exc:
+        print(f"pgstandby: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""What a pytest killed with SIGKILL leaves behind is removed by the next run, and only
+what carries our owner mark is ever touched."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from pytest_pgstandby.backends.local import OWNER_MARK, LocalBackend, processes_under
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "the child died before bringing its primary up"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_leftovers_of_a_killed_process_are_swept(tmp_path: Path) -> None:
+    # pytest's tmp_path is 0700 root's: the server account could not reach it
+    base = Path(tempfile.mkdtemp(prefix="sweep-test-"))
+    os.chmod(base, 0o755)
+    foreign = base / "pgstandby-not-ours"  # same prefix, no owner mark: must survive
+    foreign.mkdir()
+    (foreign / "data").write_text("someone else's")
+    ready = tmp_path / "ready"
+    child = textwrap.dedent(
+        f"""
+        import pathlib, time
+        from pytest_pgstandby.backends.local import LocalBackend
+        backend = LocalBackend(base=pathlib.Path({str(base)!r}))
+        backend.create_primary("primary")
+        pathlib.Path({str(ready)!r}).write_text(str(backend.root))
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child])
+    try:
+        _wait_for(ready, proc)
+        root = Path(ready.read_text())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert (root / OWNER_MARK).exists() and processes_under(root), "nothing was left?"
+        LocalBackend(base=base).close()  # the next start sweeps
+        assert not root.exists()
+        assert processes_under(root) == []
+        assert (foreign / "data").read_text() == "someone else's"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from pytest_pgstandby import ConfigurationError, Settings
+from pytest_pgstandby.config import from_sources
+
+
+def test_precedence_cli_over_marker_over_ini_over_env() -> None:
+    env = {"PGSTANDBY_BACKEND": "docker", "PGSTANDBY_STANDBYS": "3", "PGSTANDBY_KEEP": "always"}
+    ini = {"backend": "local", "standbys": "2"}
+    marker = {"standbys": 4}
+    cli = {"standbys": "5"}
+    s = from_sources(cli=cli.get, ini=ini.get, env=env, marker=marker)
+    assert (s.backend, s.standbys, s.keep) == ("local", 5, "always")
+    s = from_sources(cli=lambda _: None, ini=ini.get, env=env, marker=marker)
+    assert s.standbys == 4
+    assert from_sources(env={}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"PGSTANDBY_BACKEND": "k8s"}, "unknown backend 'k8s'.*Fix"),
+        ({"PGSTANDBY_STANDBYS": "two"}, "standbys='two' is not a number"),
+        ({"PGSTANDBY_TIMEOUT": "-1"}, "must be a positive number"),
+    ],
+)
+def test_bad_values_name_the_problem(raw: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        from_sources(env=raw)
+
+
+def test_unknown_override_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="unknown pgstandby setting.*standby_count"):
+        Settings().with_overrides(standby_count=2)
