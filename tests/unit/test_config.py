@@ -32,5 +32,5 @@ def test_bad_values_name_the_problem(raw: dict[str, str], message: str) -> None:
 
 
 def test_unknown_override_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match="unknown pgstandby setting.*standby_count"):
+    with pytest.raises(ConfigurationError, match=r"unknown pgstandby setting.*standby_count"):
         Settings().with_overrides(standby_count=2)
