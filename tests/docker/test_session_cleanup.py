@@ -1,0 +1,33 @@
+"""A downstream session on the Docker backend leaves no container and no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_pgstandby import Settings
+from pytest_pgstandby.backends.docker import LABEL_CLUSTER
+
+
+def test_docker_session_leaves_nothing_labelled(
+    pytester: pytest.Pytester, docker_client, pgstandby_settings: Settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    record = tmp_path / "cluster-id"
+    pytester.makepyfile(
+        f"""
+        def test_streams(pgstandby_cluster, pgstandby_primary, pgstandby_standby):
+            open({str(record)!r}, "w").write(pgstandby_cluster.backend.cluster)
+            pgstandby_primary.execute("CREATE TABLE s AS SELECT 1 AS x")
+            pgstandby_primary.wait_for_catchup(pgstandby_standby)
+            assert pgstandby_standby.execute("SELECT x FROM s") == [(1,)]
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--pgstandby-backend=docker", f"--pgstandby-image={pgstandby_settings.image}"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["pgstandby: docker -> docker: Docker daemon answers*"])
+    label = {"label": f"{LABEL_CLUSTER}={record.read_text()}"}
+    assert docker_client.containers.list(all=True, filters=label) == []
+    assert docker_client.networks.list(filters=label) == []
