@@ -28,11 +28,13 @@ class NodeHandle(Protocol):
     @property
     def host(self) -> str:
         """Reachable from the test process: always 127.0.0.1 here."""
+
     @property
     def port(self) -> int: ...
     @property
     def data_dir(self) -> str:
         """The data directory's path on the node's own filesystem."""
+
     @property
     def credentials(self) -> Credentials: ...
 
