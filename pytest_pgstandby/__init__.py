@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from .cluster import Cluster, Node, build_cluster, start_cluster
-from .config import Settings
-from .errors import (
+import pytest as _pytest
+
+# Before the import below: pytest rewrites plain asserts only in modules not yet imported.
+_pytest.register_assert_rewrite("pytest_pgstandby.assertions")
+
+from .assertions import (  # noqa: E402
+    ReplicationAssertionError,
+    ReplicationLag,
+    Server,
+    assert_primary_conninfo,
+    assert_read_only,
+    assert_replication_lag,
+    assert_standby_signal,
+    assert_streaming,
+    poll_query_until,
+    wait_for_catchup,
+)
+from .cluster import Cluster, Node, build_cluster, start_cluster  # noqa: E402
+from .config import Settings  # noqa: E402
+from .errors import (  # noqa: E402
     BinariesNotFoundError,
     ConfigurationError,
     DockerUnavailableError,
@@ -27,10 +44,20 @@ __all__ = [
     "NameClashError",
     "Node",
     "PgStandbyError",
+    "ReplicationAssertionError",
+    "ReplicationLag",
+    "Server",
     "Settings",
     "SetupFailedError",
     "UnsafeDataDirError",
     "WaitTimeoutError",
+    "assert_primary_conninfo",
+    "assert_read_only",
+    "assert_replication_lag",
+    "assert_standby_signal",
+    "assert_streaming",
     "build_cluster",
+    "poll_query_until",
     "start_cluster",
+    "wait_for_catchup",
 ]

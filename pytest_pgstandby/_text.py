@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
-_PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)", re.IGNORECASE)
+# A value may be quoted as libpq quotes it ('...'), quoted again inside a quoted setting
+# of postgresql.conf / postgresql.auto.conf (''...'', inner quotes doubled twice), or bare.
+_PASSWORD_KV = re.compile(
+    r"(password\s*=\s*)(''(?:[^']|'''')*''|'(?:[^'\\]|\\.)*'|[^\s']+)", re.IGNORECASE
+)
 _PASSWORD_URI = re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)([^@\s]+)(@)")
 _PGPASSWORD_ENV = re.compile(r"(PGPASSWORD=)(\S+)")
 MASK = "********"

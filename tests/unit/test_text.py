@@ -8,10 +8,13 @@ def test_masks_conninfo_uri_and_env_passwords() -> None:
         "primary_conninfo = 'host=p port=5432 user=replicator password=replicator_password'\n"
         "postgresql://postgres:s3cret@127.0.0.1:5432/postgres\n"
         "PGPASSWORD=hunter2 pg_basebackup\n"
-        "password='quoted secret' host=x"
+        "password='quoted secret' host=x\n"
+        "primary_conninfo = 'host=x password=''my s3cret''' # postgresql.auto.conf quoting\n"
+        "primary_conninfo = 'password=''it''''s a secret'' port=1'"
     )
     masked = mask_secrets(text)
-    for secret in ("replicator_password", "s3cret", "hunter2", "quoted secret"):
+    assert "port=1'" in masked and "# postgresql.auto.conf quoting" in masked
+    for secret in ("replicator_password", "s3cret", "hunter2", "quoted secret", "a secret"):
         assert secret not in masked
     assert "user=replicator password=********'" in masked
     assert "host=x" in masked
