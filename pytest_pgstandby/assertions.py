@@ -65,6 +65,14 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _MIN_SECRET_LEN = 4  # shorter passwords are masked in conninfo form only, not as bare words
 
 
+def _distinctive(secret: str) -> bool:
+    """Whether a password may also be masked where it stands as a bare word. A plain word
+    such as the lab's ``postgres`` is also a user, a database and part of host names;
+    masking it everywhere would garble the message, so it is masked as ``password=``
+    values only (mask_secrets)."""
+    return len(secret) >= _MIN_SECRET_LEN and not secret.isalpha()
+
+
 @dataclass(frozen=True, repr=False)
 class Server:
     """A server the harness did not start: a DSN, and where its data directory can be read.
@@ -140,7 +148,7 @@ class _Report:
     def scrub(self, text: str) -> str:
         text = mask_secrets(text)
         for secret in sorted(self.secrets, key=len, reverse=True):
-            if len(secret) >= _MIN_SECRET_LEN:
+            if _distinctive(secret):
                 text = text.replace(secret, MASK)
         return text
 

@@ -4,7 +4,9 @@ harness-built pair open for exploration.
     pgstandby image build --pg 15
     pgstandby lab up            # docker-compose lab: postgres-primary-lab + postgres-standby-lab
     pgstandby lab status
+    pgstandby lab check         # grade the lab pair with the assertion helpers
     pgstandby lab down
+    pgstandby check --primary DSN --standby DSN [--standby-data-dir D | --standby-container C]
     pgstandby pair --backend local   # a pair on 127.0.0.1 until Ctrl-C
 """
 
@@ -18,7 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._text import mask_secrets
 from .config import BACKENDS, Settings
@@ -26,6 +28,7 @@ from .errors import PgStandbyError
 from .labfiles import lab_dir, lab_file
 
 LAB_IMAGE_DEFAULT = "pgstandby/postgres:15"
+LAB_PASSWORD_DEFAULT = "postgres"  # lab/docker-compose.yml's POSTGRES_PASSWORD default
 
 
 def _compose() -> list[str]:
@@ -66,7 +69,60 @@ def lab(args: argparse.Namespace) -> int:
         return code
     if args.action == "down":
         return subprocess.call([*base, "down", "-v"], env=env)
+    if args.action == "check":
+        password = env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
+        return grade(
+            f"host=127.0.0.1 port={env.get('PGSTANDBY_LAB_PRIMARY_PORT', '5432')} "
+            f"user=postgres password={password} dbname=postgres",
+            f"host=127.0.0.1 port={env.get('PGSTANDBY_LAB_STANDBY_PORT', '5433')} "
+            f"user=postgres password={password} dbname=postgres",
+            primary_container="postgres-primary-lab",
+            standby_container="postgres-standby-lab",
+        )
     return subprocess.call([*base, "ps"], env=env)
+
+
+def grade(
+    primary_dsn: str,
+    standby_dsn: str,
+    standby_data_dir: str | None = None,
+    standby_container: str | None = None,
+    primary_container: str | None = None,
+) -> int:
+    """Run every assertion helper on a running pair; print PASS/FAIL per check.
+    Exit status 0 when all pass, 1 otherwise. A container name lets the checks read the
+    standby's files, and compare addresses as the containers see each other."""
+    from . import assertions as a
+
+    primary = a.Server(primary_dsn, container=primary_container)
+    standby = a.Server(standby_dsn, data_dir=standby_data_dir, container=standby_container)
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("standby.signal", lambda: a.assert_standby_signal(standby)),
+        ("primary_conninfo", lambda: a.assert_primary_conninfo(standby, primary)),
+        ("read-only", lambda: a.assert_read_only(standby)),
+        ("streaming", lambda: a.assert_streaming(primary, standby)),
+        ("replication lag", lambda: a.assert_replication_lag(primary, standby)),
+    ]
+    failed = 0
+    for name, check in checks:
+        try:
+            check()
+            print(f"PASS  {name}")
+        except AssertionError as exc:
+            failed += 1
+            print(f"FAIL  {name}\n" + "\n".join("      " + line for line in str(exc).splitlines()))
+    print(f"{len(checks) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def check(args: argparse.Namespace) -> int:
+    return grade(
+        args.primary,
+        args.standby,
+        args.standby_data_dir,
+        args.standby_container,
+        args.primary_container,
+    )
 
 
 def pair(args: argparse.Namespace) -> int:
@@ -100,9 +156,18 @@ def parser() -> argparse.ArgumentParser:
     build.set_defaults(func=image_build)
 
     lab_p = sub.add_parser("lab", help="the classroom docker-compose lab")
-    lab_p.add_argument("action", choices=("up", "down", "status"))
+    lab_p.add_argument("action", choices=("up", "down", "status", "check"))
     lab_p.add_argument("--image", help=f"image of both servers (default {LAB_IMAGE_DEFAULT})")
     lab_p.set_defaults(func=lab)
+
+    check_p = sub.add_parser("check", help="grade a running pair with the assertion helpers")
+    check_p.add_argument("--primary", required=True, help="libpq DSN of the primary")
+    check_p.add_argument("--standby", required=True, help="libpq DSN of the standby")
+    where = check_p.add_mutually_exclusive_group()
+    where.add_argument("--standby-data-dir", help="the standby's data directory on this machine")
+    where.add_argument("--standby-container", help="the standby's Docker container")
+    check_p.add_argument("--primary-container", help="the primary's Docker container, if any")
+    check_p.set_defaults(func=check)
 
     pair_p = sub.add_parser("pair", help="bring a harness-built pair up until Ctrl-C")
     pair_p.add_argument("--backend", choices=BACKENDS, default=None)

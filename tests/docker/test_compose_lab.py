@@ -11,23 +11,23 @@ Skipped (with the reason) only when no Docker daemon answers.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
+import psycopg
 import pytest
 
-psycopg = pytest.importorskip("psycopg")
+from pytest_pgstandby._wait import poll_until
+from pytest_pgstandby.backends.local import free_port
+from pytest_pgstandby.cli import _compose
+from pytest_pgstandby.labfiles import lab_dir
 
 pytestmark = pytest.mark.docker
 
-REPO = Path(__file__).resolve().parents[2]
-LAB = REPO / "lab"
+LAB = lab_dir()
 COMPOSE_FILE = LAB / "docker-compose.yml"
 BUILD_SH = LAB / "image" / "build.sh"
 
@@ -66,51 +66,6 @@ def _tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _compose_command() -> list[str]:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    if _run(["docker", "compose", "version"], timeout=30).returncode == 0:
-        return ["docker", "compose"]
-    raise AssertionError("neither `docker-compose` nor `docker compose` is available")
-
-
-def _wait_for(
-    what: str,
-    probe: Callable[[], T | None],
-    *,
-    diagnostics: Callable[[], str],
-    timeout: float = WAIT_TIMEOUT,
-    interval: float = POLL_INTERVAL,
-) -> T:
-    """Poll probe() until it returns something other than None (or raises no error).
-
-    On timeout the error names what was awaited, the last observed state or error, and
-    whatever diagnostics() returns (the compose logs' tail)."""
-    deadline = time.monotonic() + timeout
-    last = "no attempt finished"
-    while True:
-        try:
-            value = probe()
-        except Exception as exc:
-            last = f"{type(exc).__name__}: {exc}".strip()
-        else:
-            if value is not None:
-                return value
-            last = "probe returned no result yet"
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout:g} s waiting for {what}\n"
-                f"last observed: {last}\n{diagnostics()}"
-            )
-        time.sleep(interval)
-
-
 class ComposeLab:
     """One `docker-compose -p <project>` instance of lab/docker-compose.yml."""
 
@@ -118,7 +73,7 @@ class ComposeLab:
         self.project = project
         self.primary_port = primary_port
         self.standby_port = standby_port
-        self.compose = [*_compose_command(), "-f", str(COMPOSE_FILE), "-p", project]
+        self.compose = [*_compose(), "-f", str(COMPOSE_FILE), "-p", project]
         self.env = dict(os.environ)
         self.env.update(
             {
@@ -192,23 +147,7 @@ class ComposeLab:
 
 
 @pytest.fixture(scope="module")
-def docker_daemon() -> None:
-    if shutil.which("docker") is None:
-        reason = "no docker CLI on PATH, so no Docker daemon to run the compose lab on"
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
-    info = _run(["docker", "info"], timeout=60)
-    if info.returncode != 0:
-        reason = (
-            "no Docker daemon answers (`docker info` failed: "
-            f"{_tail(info.stderr, 3).strip() or 'exit ' + str(info.returncode)})"
-        )
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def lab_image(docker_daemon: None) -> str:
+def lab_image(docker_client) -> str:  # type: ignore[no-untyped-def]
     """The lab image, built once (build.sh itself caches and serialises with flock)."""
     started = time.monotonic()
     _run(["bash", str(BUILD_SH), "--pg", PG_MAJOR], timeout=BUILD_TIMEOUT, check=True)
@@ -237,17 +176,18 @@ def _refuse_foreign_containers() -> None:
                 if project
                 else f"`docker rm -f {name}`"
             )
-            pytest.skip(
+            pytest.fail(
                 f"a container named {name} already exists ({out.stdout.strip()}); the lab "
                 f"uses fixed container names, so this test will not run beside it, nor "
-                f"remove what it did not create. If it is yours and expendable: {how}"
+                f"remove what it did not create. If it is yours and expendable: {how}",
+                pytrace=False,
             )
 
 
 def test_compose_lab_replicates_and_leaves_nothing_behind(lab_image: str) -> None:
     _refuse_foreign_containers()
     lab = ComposeLab(
-        f"pgstandby-test-{os.getpid()}-{uuid.uuid4().hex[:8]}", _free_port(), _free_port()
+        f"pgstandby-test-{os.getpid()}-{uuid.uuid4().hex[:8]}", free_port(), free_port()
     )
     token = uuid.uuid4().hex
     started = time.monotonic()
@@ -267,10 +207,12 @@ def test_compose_lab_replicates_and_leaves_nothing_behind(lab_image: str) -> Non
                 raise RuntimeError(f"standby reports (in_recovery, wal receiver) = {row}")
             return row
 
-        _wait_for(
-            "the standby to be in recovery with its WAL receiver streaming",
+        poll_until(
             standby_streaming,
-            diagnostics=lab.logs,
+            what="the standby to be in recovery with its WAL receiver streaming",
+            timeout=WAIT_TIMEOUT,
+            interval=POLL_INTERVAL,
+            log=lab.logs,
         )
         print(f"compose up -> standby streaming in {time.monotonic() - started:.1f} s")
 
@@ -285,10 +227,12 @@ def test_compose_lab_replicates_and_leaves_nothing_behind(lab_image: str) -> Non
                 row = conn.execute("SELECT note FROM lab_check WHERE id = 1").fetchone()
             return row[0] if row else None
 
-        seen = _wait_for(
-            "the row written on the primary to be visible on the standby",
+        seen = poll_until(
             row_on_standby,
-            diagnostics=lab.logs,
+            what="the row written on the primary to be visible on the standby",
+            timeout=WAIT_TIMEOUT,
+            interval=POLL_INTERVAL,
+            log=lab.logs,
         )
         assert seen == token
 
@@ -302,6 +246,17 @@ def test_compose_lab_replicates_and_leaves_nothing_behind(lab_image: str) -> Non
         assert signal.returncode == 0, (
             f"{PGDATA}/standby.signal is missing in {STANDBY}: {signal.stderr}\n{lab.logs()}"
         )
+
+        # the classroom grader: the assertion helpers on the student's running pair
+        graded = subprocess.run(
+            [sys.executable, "-m", "pytest_pgstandby.cli", "lab", "check"],
+            env=lab.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert graded.returncode == 0, graded.stdout + graded.stderr
+        assert graded.stdout.splitlines()[-1] == "5 passed, 0 failed"
     finally:
         lab.remember_volumes()
         try:

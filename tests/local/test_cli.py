@@ -1,0 +1,50 @@
+"""`pgstandby check` grades a running pair from DSNs, as a classroom grader would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pytest_pgstandby import Settings, start_cluster
+
+
+def _check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_passes_a_healthy_pair_and_fails_a_promoted_one(
+    pgstandby_settings: Settings,
+) -> None:
+    with start_cluster(pgstandby_settings, backend="local") as cluster:
+        args = (
+            f"--primary={cluster.primary.dsn}",
+            f"--standby={cluster.standby.dsn}",
+            f"--standby-data-dir={cluster.standby.data_dir}",
+        )
+        healthy = _check(*args)
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert healthy.stdout.splitlines() == [
+            "PASS  standby.signal",
+            "PASS  primary_conninfo",
+            "PASS  read-only",
+            "PASS  streaming",
+            "PASS  replication lag",
+            "5 passed, 0 failed",
+        ]
+        cluster.standby.promote()
+        broken = _check(*args)
+        assert broken.returncode == 1
+        assert "FAIL  standby.signal" in broken.stdout
+        assert "FAIL  read-only" in broken.stdout
+        assert broken.stdout.splitlines()[-1].endswith("failed")
+
+
+def test_check_without_arguments_is_a_usage_error() -> None:
+    result = _check()
+    assert result.returncode == 2
+    assert "the following arguments are required: --primary, --standby" in result.stderr
