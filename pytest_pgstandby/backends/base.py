@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 StopMode = Literal["smart", "fast", "immediate"]
+
+# The lab's replication role, the same in every backend and in lab/docker-compose.yml
+# (the hardened profile will replace the password with a random one per run).
+REPLICATION_USER = "replicator"
+REPLICATION_PASSWORD = "replicator_password"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (owner checks for leftovers of killed sessions)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 Role = Literal["primary", "standby"]
 
 

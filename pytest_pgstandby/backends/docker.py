@@ -34,8 +34,15 @@ from ..errors import (
     WaitTimeoutError,
 )
 from ..labfiles import lab_file
-from .base import Credentials, NodeHandle, Role, StopMode
-from .local import REPLICATION_PASSWORD, REPLICATION_USER
+from .base import (
+    REPLICATION_PASSWORD,
+    REPLICATION_USER,
+    Credentials,
+    NodeHandle,
+    Role,
+    StopMode,
+    pid_alive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +89,6 @@ def availability(image: str) -> tuple[bool, str]:
     return True, f"Docker daemon answers and image {image} is present"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_leftovers(client: docker.DockerClient) -> int:
     """Remove our labelled containers and networks whose owning process (on this host)
     is gone, e.g. after a pytest killed with SIGKILL. Returns how many were removed."""
@@ -99,11 +96,11 @@ def sweep_leftovers(client: docker.DockerClient) -> int:
     removed = 0
     mine = {"label": [f"{LABEL}=1", f"{LABEL_OWNER_HOST}={host}"]}
     for container in client.containers.list(all=True, filters=mine):
-        if not _pid_alive(int(container.labels.get(LABEL_OWNER_PID, "0"))):
+        if not pid_alive(int(container.labels.get(LABEL_OWNER_PID, "0"))):
             container.remove(force=True, v=True)
             removed += 1
     for network in client.networks.list(filters=mine):
-        if not _pid_alive(int(network.attrs.get("Labels", {}).get(LABEL_OWNER_PID, "0"))):
+        if not pid_alive(int(network.attrs.get("Labels", {}).get(LABEL_OWNER_PID, "0"))):
             network.remove()
             removed += 1
     if removed:

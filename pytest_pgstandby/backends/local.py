@@ -31,16 +31,20 @@ from .._wait import poll_until
 from ..binaries import Binaries
 from ..errors import BinariesNotFoundError, SetupFailedError, UnsafeDataDirError, WaitTimeoutError
 from ..labfiles import lab_file
-from .base import Credentials, NodeHandle, Role, StopMode
+from .base import (
+    REPLICATION_PASSWORD,
+    REPLICATION_USER,
+    Credentials,
+    NodeHandle,
+    Role,
+    StopMode,
+    pid_alive,
+)
 
 log = logging.getLogger(__name__)
 
 ROOT_PREFIX = "pgstandby-"
 OWNER_MARK = ".pgstandby-owner"
-REPLICATION_USER = "replicator"
-REPLICATION_PASSWORD = (
-    "replicator_password"  # the seed's lab value; the hardened profile changes it
-)
 _STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
@@ -88,16 +92,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def processes_under(root: Path) -> list[int]:
     """PIDs whose working directory lies under ``root``: every PostgreSQL process chdirs
     into its data directory, so this finds a cluster's postmasters and backends alike."""
@@ -142,7 +136,7 @@ def sweep_leftovers(base: Path) -> list[Path]:
             owner = int(mark.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        if _pid_alive(owner):
+        if pid_alive(owner):
             continue
         _kill_and_reap(candidate)
         shutil.rmtree(candidate, ignore_errors=True)
