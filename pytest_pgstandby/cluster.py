@@ -248,6 +248,7 @@ class Cluster:
             standby.poll_query_until(
                 "SELECT status FROM pg_stat_wal_receiver", "streaming", timeout=t
             )
+        self.primary.handle.wait_ready()
         return self
 
     def describe(self) -> str:
