@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pgstandby.backends.local import processes_under
+from pytest_pgstandby.backends.local import processes_under, sweep_leftovers
 
 DOWNSTREAM_TEST = """
 import json, os
@@ -140,3 +140,30 @@ def test_env_variable_selects_the_backend(
     result = pytester.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown backend 'nowhere'*"])
+
+
+def test_keep_on_failure_leaves_the_servers_for_inspection(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    record = tmp_path / "root"
+    pytester.makepyfile(
+        f"""
+        def test_passes(pgstandby_cluster):
+            pass
+
+        def test_fails(pgstandby_cluster):
+            open({str(record)!r}, "w").write(str(pgstandby_cluster.backend.root))
+            assert False
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--pgstandby-backend=local", "--pgstandby-keep=on-failure"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    root = Path(record.read_text())
+    try:
+        assert (root / "standby1" / "standby.signal").exists(), "kept for inspection"
+        assert processes_under(root), "kept servers keep running"
+    finally:  # what the harness kept, the next session sweeps; here we do it at once
+        sweep_leftovers(root.parent)
+    assert not root.exists()
