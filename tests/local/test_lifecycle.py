@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from pytest_pgstandby import (
-    SetupFailedError,
     Settings,
+    SetupFailedError,
     UnsafeDataDirError,
     WaitTimeoutError,
     start_cluster,
