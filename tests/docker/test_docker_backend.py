@@ -20,6 +20,7 @@ from pytest_pgstandby import (
     start_cluster,
 )
 from pytest_pgstandby.backends.docker import LABEL, LABEL_CLUSTER, DockerBackend
+from tests.helpers import wait_for_child_file
 
 
 def _ours(client, cluster: str | None = None) -> tuple[list, list]:  # type: ignore[no-untyped-def]
@@ -109,13 +110,7 @@ def test_leftovers_of_a_killed_pytest_are_swept_at_the_next_start(
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
-        deadline_polls = 1200  # 0.1 s each: the primary's first start includes initdb
-        for _ in range(deadline_polls):
-            if ready.exists() or proc.poll() is not None:
-                break
-            subprocess.run(["sleep", "0.1"], check=True)
-        assert ready.exists(), "the child never brought its primary up"
-        cluster = ready.read_text()
+        cluster = wait_for_child_file(ready, proc, timeout=120)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         containers, networks = _ours(docker_client, cluster)

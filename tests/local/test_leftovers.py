@@ -10,18 +10,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 from pytest_pgstandby.backends.local import OWNER_MARK, LocalBackend, processes_under
-
-
-def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, "the child died before bringing its primary up"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
+from tests.helpers import wait_for_child_file
 
 
 def test_leftovers_of_a_killed_process_are_swept(tmp_path: Path) -> None:
@@ -44,8 +36,7 @@ def test_leftovers_of_a_killed_process_are_swept(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen([sys.executable, "-c", child])
     try:
-        _wait_for(ready, proc)
-        root = Path(ready.read_text())
+        root = Path(wait_for_child_file(ready, proc))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert (root / OWNER_MARK).exists() and processes_under(root), "nothing was left?"
