@@ -78,7 +78,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         from .backends.select import docker_status
 
         usable, why = docker_status(settings.image)
-        verdict = "docker" if usable else ("local" if settings.backend == "auto" else "docker")
+        if usable:
+            verdict = "docker"
+        else:
+            verdict = "local" if settings.backend == "auto" else "docker unusable"
         lines.append(f"pgstandby: {settings.backend} -> {verdict}: {why}")
     return lines
 

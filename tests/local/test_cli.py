@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+from pathlib import Path
+
+import psycopg
 
 from pytest_pgstandby import Settings, start_cluster
+from pytest_pgstandby.backends.local import processes_under
 
 
 def _check(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,3 +53,30 @@ def test_check_without_arguments_is_a_usage_error() -> None:
     result = _check()
     assert result.returncode == 2
     assert "the following arguments are required: --primary, --standby" in result.stderr
+
+
+def test_pair_holds_a_local_pair_until_interrupted_then_removes_it() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "pair", "--backend", "local"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for line in proc.stdout:  # bounded by the harness's own startup timeout
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        standby_line = next(line for line in lines if line.strip().startswith("standby1"))
+        dsn = standby_line.split(None, 1)[1].split("   data:")[0]
+        data_dir = Path(standby_line.rsplit("data: ", 1)[1].strip())
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not data_dir.exists()
+    assert processes_under(data_dir.parent) == []
