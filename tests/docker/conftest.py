@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,8 @@ def docker_client():  # type: ignore[no-untyped-def]
     try:
         client = _client(timeout=5)
     except DockerUnavailableError as exc:
+        if os.environ.get("PGSTANDBY_REQUIRE_DOCKER"):  # .ci/run: a daemon was started
+            pytest.fail(f"PGSTANDBY_REQUIRE_DOCKER is set, but {exc}", pytrace=False)
         pytest.skip(f"no Docker daemon: {exc}")
     yield client
     client.close()
