@@ -268,7 +268,8 @@ class DockerBackend:
             LABEL_OWNER_HOST: socket.gethostname(),
             LABEL_CLUSTER: self.cluster,
         }
-        self._refuse_clashes()
+        self._refuse_clash(f"pgstandby-{self.cluster}")
+        self._refuse_clash(self._container_name("primary"))
         self.network = Network(docker_network_kw={"labels": dict(self.labels)})
         self.network.name = f"pgstandby-{self.cluster}"
         self.network.create()
@@ -278,29 +279,28 @@ class DockerBackend:
     def _container_name(self, node: str) -> str:
         return f"pgstandby-{self.cluster}-{node}"
 
-    def _refuse_clashes(self) -> None:
-        names = [self._container_name(n) for n in ("primary", "standby1")]
-        for name in [*names, f"pgstandby-{self.cluster}"]:
-            for kind in (self.client.containers, self.client.networks):
-                try:
-                    found = kind.get(name)
-                except docker.errors.NotFound:
-                    continue
-                labels = (
-                    found.attrs.get("Config", {}).get("Labels") or found.attrs.get("Labels") or {}
-                )
-                owner = "ours from another run" if labels.get(LABEL) == "1" else "not ours"
-                raise NameClashError(
-                    f"a Docker {kind.model.__name__.lower()} named {name!r} already exists "
-                    f"({owner}); it was left untouched. Fix: remove or rename it yourself, or "
-                    "choose another cluster name."
-                )
+    def _refuse_clash(self, name: str) -> None:
+        """Refuse a name that a container or network already uses, touching nothing."""
+        for kind in (self.client.containers, self.client.networks):
+            try:
+                found = kind.get(name)
+            except docker.errors.NotFound:
+                continue
+            labels = found.attrs.get("Config", {}).get("Labels") or found.attrs.get("Labels") or {}
+            owner = "ours from another run" if labels.get(LABEL) == "1" else "not ours"
+            raise NameClashError(
+                f"a Docker {kind.model.__name__.lower()} named {name!r} already exists "
+                f"({owner}); it was left untouched. Fix: remove or rename it yourself, or "
+                "choose another cluster name."
+            )
 
     def describe(self) -> str:
         return f"docker: image {self.image}, network pgstandby-{self.cluster}"
 
     def _container(self, node: str, alias: str) -> Any:
         from testcontainers.core.container import DockerContainer
+
+        self._refuse_clash(self._container_name(node))
 
         container = (
             DockerContainer(self.image)
