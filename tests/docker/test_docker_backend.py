@@ -120,3 +120,25 @@ def test_leftovers_of_a_killed_pytest_are_swept_at_the_next_start(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_two_standbys_stream_under_their_own_aliases(
+    pgstandby_settings: Settings, docker_client
+) -> None:  # type: ignore[no-untyped-def]
+    with start_cluster(pgstandby_settings, backend="docker", standbys=2) as cluster:
+        cluster.primary.execute("CREATE TABLE two AS SELECT 2 AS x")
+        aliases = []
+        for standby in cluster.standbys:
+            cluster.primary.wait_for_catchup(standby)
+            assert standby.execute("SELECT x FROM two") == [(2,)]
+            networks = docker_client.containers.get(standby.handle.wrapped.id).attrs[
+                "NetworkSettings"
+            ]["Networks"]
+            aliases += [a for n in networks.values() for a in n.get("Aliases") or []]
+        assert {"postgres-standby-lab", "postgres-standby-lab-2"} <= set(aliases)
+        assert (
+            cluster.primary.query_value(
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+            )
+            == 2
+        )
