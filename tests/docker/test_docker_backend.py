@@ -90,7 +90,7 @@ def test_name_clash_with_a_foreign_container_is_refused_untouched(
         foreign.reload()
         assert foreign.status == "created"
     finally:
-        foreign.remove(force=True)  # the test made it, the test removes it
+        foreign.remove(force=True, v=True)  # the test made it (and its volume), it removes it
     assert _ours(docker_client, "clashtest") == ([], [])
 
 
