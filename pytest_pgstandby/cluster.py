@@ -257,7 +257,9 @@ class Cluster:
     def logs(self, max_lines: int = 200) -> dict[str, str]:
         """The tail of each node's server log and setup output, masked."""
         out: dict[str, str] = {}
-        for node in (getattr(self, "primary", None) and self.nodes) or []:
+        if not hasattr(self, "primary"):  # the build failed before the primary existed
+            return out
+        for node in self.nodes:
             for label, read in (("setup", node.setup_output), ("log", node.log)):
                 try:
                     lines = read().splitlines()[-max_lines:]

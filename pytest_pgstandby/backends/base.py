@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+import psycopg
+
+from .._wait import poll_until
 
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -23,6 +28,25 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def wait_accepting(
+    conninfo: Callable[[], str],
+    *,
+    what: str,
+    timeout: float,
+    log: Callable[[], str],
+    abort: Callable[[], str | None],
+) -> None:
+    """Poll until the server answers ``SELECT 1`` (``conninfo`` is asked anew each time:
+    a container's published port may not be known yet)."""
+
+    def accepts() -> bool:
+        with psycopg.connect(conninfo(), connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+
+    poll_until(accepts, what=what, timeout=timeout, log=log, abort=abort)
 
 
 Role = Literal["primary", "standby"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import docker
 import docker.errors
-import psycopg
+from psycopg.conninfo import make_conninfo
 
 from .._wait import poll_until
 from ..errors import (
@@ -42,6 +42,7 @@ from .base import (
     Role,
     StopMode,
     pid_alive,
+    wait_accepting,
 )
 
 log = logging.getLogger(__name__)
@@ -145,25 +146,22 @@ class DockerNode:
     def is_running(self) -> bool:
         return self.status() == "running"
 
-    def wait_ready(self) -> None:
-        def accepts() -> bool:
-            c = self.credentials
-            with psycopg.connect(
-                host="127.0.0.1", port=self.port, user=c.user, password=c.password,
-                dbname=c.dbname, connect_timeout=2,
-            ) as conn:  # fmt: skip
-                conn.execute("SELECT 1")
-            return True
+    def conninfo(self) -> str:
+        c = self.credentials
+        return make_conninfo(
+            host=self.host, port=self.port, user=c.user, password=c.password, dbname=c.dbname
+        )
 
+    def wait_ready(self) -> None:
         def exited() -> str | None:
-            for node in (self, self.upstream):
-                state = node.status() if node else "running"
+            for node in filter(None, (self, self.upstream)):
+                state = node.status()
                 if state not in ("running", "created"):
-                    return f"container of {node.name if node else ''} is {state}"
+                    return f"the container of {node.name} is {state}"
             return None
 
-        poll_until(
-            accepts,
+        wait_accepting(
+            self.conninfo,
             what=f"{self.name} ({self.wrapped.name}) to accept connections",
             timeout=self.backend.timeout,
             log=self.all_output,

@@ -24,10 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from .. import binaries as binaries_mod
-from .._wait import poll_until
 from ..binaries import Binaries
 from ..errors import BinariesNotFoundError, SetupFailedError, UnsafeDataDirError, WaitTimeoutError
 from ..labfiles import lab_file
@@ -39,6 +36,7 @@ from .base import (
     Role,
     StopMode,
     pid_alive,
+    wait_accepting,
 )
 
 log = logging.getLogger(__name__)
@@ -253,18 +251,13 @@ class LocalNode:
         self.wait_ready()
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        def accepts() -> bool:
-            with psycopg.connect(self.backend.dsn_for(self), connect_timeout=2) as conn:
-                conn.execute("SELECT 1")
-            return True
-
         def exited() -> str | None:
             if self.proc is not None and self.proc.poll() is not None:
                 return f"process exited with status {self.proc.returncode}"
             return None
 
-        poll_until(
-            accepts,
+        wait_accepting(
+            lambda: self.backend.dsn_for(self),
             what=f"{self.name} to accept connections on 127.0.0.1:{self.port}",
             timeout=timeout or self.backend.timeout,
             log=self.log_and_setup,
