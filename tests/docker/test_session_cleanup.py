@@ -31,3 +31,39 @@ def test_docker_session_leaves_nothing_labelled(
     label = {"label": f"{LABEL_CLUSTER}={record.read_text()}"}
     assert docker_client.containers.list(all=True, filters=label) == []
     assert docker_client.networks.list(filters=label) == []
+
+
+@pytest.mark.parametrize(
+    ("image", "header", "backend"),
+    [
+        (
+            "present",
+            "pgstandby: auto -> docker: Docker daemon answers and image * is present",
+            "docker",
+        ),
+        (
+            "pgstandby/postgres:not-built",
+            "pgstandby: auto -> local: image * is not present*",
+            "local",
+        ),
+    ],
+)
+def test_auto_picks_docker_only_when_the_image_is_there_and_says_why(
+    pytester: pytest.Pytester,
+    docker_client,
+    pgstandby_settings: Settings,
+    image: str,
+    header: str,
+    backend: str,
+) -> None:  # type: ignore[no-untyped-def]
+    image = pgstandby_settings.image if image == "present" else image
+    pytester.makepyfile(
+        f"""
+        def test_backend(pgstandby_cluster):
+            assert pgstandby_cluster.backend.name == {backend!r}
+            assert pgstandby_cluster.standby.is_in_recovery()
+        """
+    )
+    result = pytester.runpytest_subprocess("--pgstandby-backend=auto", f"--pgstandby-image={image}")
+    result.stdout.fnmatch_lines([header])
+    result.assert_outcomes(passed=1)
