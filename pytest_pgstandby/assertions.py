@@ -312,11 +312,11 @@ class _Target:
         if self.server is None or not self.server.container:
             return None
         if self._container is None:
-            from .backends.docker import _client
+            from .backends.docker import connect_docker
 
             try:
                 if self._docker is None:
-                    self._docker = _client()
+                    self._docker = connect_docker()
                 self._container = self._docker.containers.get(self.server.container)
             except Exception as exc:
                 raise _FilesUnavailable(

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from ._text import mask_secrets
+from ._wait import poll_until
 from .config import BACKENDS, Settings
 from .errors import PgStandbyError
 from .labfiles import lab_dir, lab_file
@@ -53,29 +54,68 @@ def image_build(args: argparse.Namespace) -> int:
     return subprocess.call(argv)
 
 
+def _lab_dsn(env: dict[str, str], role: str) -> str:
+    port = env.get(f"PGSTANDBY_LAB_{role.upper()}_PORT", "5432" if role == "primary" else "5433")
+    password = env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
+    return f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
+
+
+def _wait_lab_streaming(env: dict[str, str], timeout: float) -> None:
+    """Wait (bounded) until the lab's standby streams; the error shows its log tail."""
+    import psycopg
+
+    def streaming() -> bool:
+        with psycopg.connect(_lab_dsn(env, "standby"), connect_timeout=2) as conn:
+            row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+        return row == ("streaming",)
+
+    def standby_log() -> str:
+        out = subprocess.run(
+            ["docker", "logs", "--tail", "30", "postgres-standby-lab"],
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout + out.stderr
+
+    poll_until(
+        streaming,
+        what="the lab's standby to stream from the primary",
+        timeout=timeout,
+        interval=0.2,
+        log=standby_log,
+    )
+
+
 def lab(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("PGSTANDBY_IMAGE", args.image or LAB_IMAGE_DEFAULT)
     base = [*_compose(), "-f", str(lab_dir() / "docker-compose.yml")]
     if args.action == "up":
-        code = subprocess.call([*base, "up", "-d"], env=env)
-        if code == 0:
-            print(
-                "lab is starting: primary 127.0.0.1:"
-                f"{env.get('PGSTANDBY_LAB_PRIMARY_PORT', '5432')}, standby 127.0.0.1:"
-                f"{env.get('PGSTANDBY_LAB_STANDBY_PORT', '5433')} (user postgres). "
-                "Follow the standby's setup: docker logs -f postgres-standby-lab"
+        from .backends.docker import connect_docker, availability
+
+        connect_docker().close()  # no daemon: an error that says how to start one
+        usable, why = availability(env["PGSTANDBY_IMAGE"])
+        if not usable:
+            raise PgStandbyError(
+                f"cannot bring the lab up: {why}. Fix: `pgstandby image build --pg 15`, or "
+                "`docker pull` an official image and pass --image."
             )
-        return code
+        code = subprocess.call([*base, "up", "-d"], env=env)
+        if code != 0:
+            return code
+        print("waiting for the standby (docker logs -f postgres-standby-lab shows its setup)")
+        _wait_lab_streaming(env, args.timeout)
+        print(
+            f"lab pair is streaming: primary {mask_secrets(_lab_dsn(env, 'primary'))}, "
+            f"standby {mask_secrets(_lab_dsn(env, 'standby'))}. Grade it: pgstandby lab check"
+        )
+        return 0
     if args.action == "down":
         return subprocess.call([*base, "down", "-v"], env=env)
     if args.action == "check":
-        password = env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
         return grade(
-            f"host=127.0.0.1 port={env.get('PGSTANDBY_LAB_PRIMARY_PORT', '5432')} "
-            f"user=postgres password={password} dbname=postgres",
-            f"host=127.0.0.1 port={env.get('PGSTANDBY_LAB_STANDBY_PORT', '5433')} "
-            f"user=postgres password={password} dbname=postgres",
+            _lab_dsn(env, "primary"),
+            _lab_dsn(env, "standby"),
             primary_container="postgres-primary-lab",
             standby_container="postgres-standby-lab",
         )
@@ -158,6 +198,9 @@ def parser() -> argparse.ArgumentParser:
     lab_p = sub.add_parser("lab", help="the classroom docker-compose lab")
     lab_p.add_argument("action", choices=("up", "down", "status", "check"))
     lab_p.add_argument("--image", help=f"image of both servers (default {LAB_IMAGE_DEFAULT})")
+    lab_p.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds `up` waits for streaming"
+    )
     lab_p.set_defaults(func=lab)
 
     check_p = sub.add_parser("check", help="grade a running pair with the assertion helpers")

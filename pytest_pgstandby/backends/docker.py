@@ -61,7 +61,7 @@ _SETUP_END = {
 }
 
 
-def _client(timeout: float = 10.0) -> docker.DockerClient:
+def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
     try:
         client = docker.from_env(timeout=int(timeout))
         client.ping()
@@ -78,7 +78,7 @@ def _client(timeout: float = 10.0) -> docker.DockerClient:
 def availability(image: str) -> tuple[bool, str]:
     """Whether the Docker backend can run ``image`` now, and why (or why not)."""
     try:
-        client = _client(timeout=3)
+        client = connect_docker(timeout=3)
     except DockerUnavailableError:
         return False, "no Docker daemon answers"
     try:
@@ -244,7 +244,7 @@ class DockerBackend:
 
         self.image = image
         self.timeout = timeout
-        self.client = _client()
+        self.client = connect_docker()
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_pgstandby import Cluster, DockerUnavailableError, Settings, start_cluster
-from pytest_pgstandby.backends.docker import _client
+from pytest_pgstandby.backends.docker import connect_docker
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +14,7 @@ def docker_client():  # type: ignore[no-untyped-def]
     """A docker-py client; the only reason a Docker test may skip is a daemon that does
     not answer."""
     try:
-        client = _client(timeout=5)
+        client = connect_docker(timeout=5)
     except DockerUnavailableError as exc:
         if os.environ.get("PGSTANDBY_REQUIRE_DOCKER"):  # .ci/run: a daemon was started
             pytest.fail(f"PGSTANDBY_REQUIRE_DOCKER is set, but {exc}", pytrace=False)

@@ -142,3 +142,16 @@ def test_two_standbys_stream_under_their_own_aliases(
             )
             == 2
         )
+
+
+def test_lab_up_refuses_a_missing_image_naming_the_build_command(docker_client) -> None:  # type: ignore[no-untyped-def]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "lab", "up", "--image", "pgstandby/x:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "image pgstandby/x:0 is not present" in result.stderr
+    assert "pgstandby image build --pg 15" in result.stderr
+    assert docker_client.containers.list(all=True, filters={"name": "postgres-primary-lab"}) == []
