@@ -91,7 +91,7 @@ def lab(args: argparse.Namespace) -> int:
     env.setdefault("PGSTANDBY_IMAGE", args.image or LAB_IMAGE_DEFAULT)
     base = [*_compose(), "-f", str(lab_dir() / "docker-compose.yml")]
     if args.action == "up":
-        from .backends.docker import connect_docker, availability
+        from .backends.docker import availability, connect_docker
 
         connect_docker().close()  # no daemon: an error that says how to start one
         usable, why = availability(env["PGSTANDBY_IMAGE"])
