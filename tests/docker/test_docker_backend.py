@@ -154,4 +154,7 @@ def test_lab_up_refuses_a_missing_image_naming_the_build_command(docker_client) 
     assert result.returncode == 2
     assert "image pgstandby/x:0 is not present" in result.stderr
     assert "pgstandby image build --pg 15" in result.stderr
-    assert docker_client.containers.list(all=True, filters={"name": "postgres-primary-lab"}) == []
+    # nothing was created under `lab up`'s compose project (the compose lab test may be
+    # running its own lab, under another project name, at the same time)
+    lab_project = {"label": "com.docker.compose.project=lab"}
+    assert docker_client.containers.list(all=True, filters=lab_project) == []
