@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -10,6 +11,16 @@ from ._text import mask_secrets, tail
 from .errors import SetupFailedError, WaitTimeoutError
 
 T = TypeVar("T")
+
+#: The longest a single connection attempt may take, whatever the wait around it.
+MAX_CONNECT_TIMEOUT = 10
+
+
+def connect_budget(bound: float) -> int:
+    """The libpq ``connect_timeout`` for a connection made within a wait of ``bound``
+    seconds: whole seconds (libpq's unit), at least 2 (libpq's minimum), at most 10, so
+    that a frozen server costs one attempt, not the whole wait."""
+    return max(2, min(MAX_CONNECT_TIMEOUT, math.ceil(bound)))
 
 
 def poll_until(

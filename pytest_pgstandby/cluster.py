@@ -14,47 +14,63 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from ._text import mask_secrets
-from ._wait import poll_until
-from .backends.base import Backend, NodeHandle, StopMode
-from .config import Settings
+from ._wait import connect_budget, poll_until
+from .backends.base import Backend, NodeHandle, PeerAddress, StopMode, shown_dsn
+from .backends.external import ExternalNode, Server
+from .backends.select import open_backend
+from .config import DEFAULT_TIMEOUT, Settings
 
 log = logging.getLogger(__name__)
 
 LsnKind = Literal["insert", "write", "flush", "receive", "replay"]
 CatchupMode = Literal["receive", "replay"]
 
+# The one map of WAL positions: what each kind is called in SQL.
 _PRIMARY_LSN = {
     "insert": "pg_current_wal_insert_lsn()",
     "write": "pg_current_wal_lsn()",
     "flush": "pg_current_wal_flush_lsn()",
 }
 _STANDBY_LSN = {"receive": "pg_last_wal_receive_lsn()", "replay": "pg_last_wal_replay_lsn()"}
-
-
-def _connect_budget(timeout: float) -> int:
-    """A libpq connect_timeout (whole seconds, at least 2) that keeps a poll near its bound."""
-    return max(2, min(10, math.ceil(timeout)))
+# Where an upstream stands, whether it is a primary or a standby (a cascade), as
+# PostgreSQL's Cluster.pm takes it: its write LSN, or its replay LSN while in recovery.
+_UPSTREAM_LSN = (
+    f"SELECT (CASE WHEN pg_is_in_recovery() THEN {_STANDBY_LSN['replay']} "
+    f"ELSE {_PRIMARY_LSN['write']} END)::text"
+)
 
 
 class Node:
-    """One PostgreSQL server of a cluster, wherever it lives (process or container)."""
+    """One PostgreSQL server, wherever it lives (a process, a container, or someone
+    else's server given by DSN)."""
 
-    def __init__(self, handle: NodeHandle, timeout: float = 60.0) -> None:
+    def __init__(self, handle: NodeHandle, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.handle = handle
         self.timeout = timeout
 
     # identity ---------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self.handle.name
+        """The node's name; a server given by bare DSN is named by its (masked) DSN."""
+        return self.handle.name or shown_dsn(self.dsn)
+
+    @property
+    def label(self) -> str:
+        """Name and masked DSN, for messages."""
+        shown = shown_dsn(self.dsn)
+        return f"{self.handle.name} ({shown})" if self.handle.name else shown
+
+    @property
+    def owned(self) -> bool:
+        """Whether the harness started this server (False for external servers)."""
+        return self.handle.owned
 
     @property
     def role(self) -> str:
@@ -75,12 +91,16 @@ class Node:
     @property
     def dsn(self) -> str:
         """A libpq conninfo string for this server, as seen from the test process."""
-        c = self.handle.credentials
-        params: dict[str, Any] = {"host": self.host, "port": self.port, "user": c.user}
-        params["dbname"] = c.dbname
-        if c.password:
-            params["password"] = c.password
-        return make_conninfo(**params)
+        return self.handle.dsn
+
+    def container_name(self) -> str | None:
+        """The Docker container the server runs in, or None."""
+        return self.handle.container_name()
+
+    def peer_address(self, peer: Node) -> PeerAddress:
+        """How ``peer`` (a standby of this node) reaches it: host names, port, and how
+        that is known (a Docker network's aliases, or this node's DSN)."""
+        return self.handle.peer_address(peer.handle)
 
     def __repr__(self) -> str:
         return f"<Node {self.name} ({self.role}) {mask_secrets(self.dsn)}>"
@@ -89,8 +109,9 @@ class Node:
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A new autocommit psycopg connection; keyword arguments override conninfo keys.
 
-        ``connect_timeout`` defaults to 10 s so that a frozen server cannot hang a wait."""
-        kwargs.setdefault("connect_timeout", 10)
+        ``connect_timeout`` is bounded (at most 10 s) so that a frozen server cannot hang
+        a wait."""
+        kwargs.setdefault("connect_timeout", connect_budget(self.timeout))
         return psycopg.connect(make_conninfo(self.dsn, **kwargs), autocommit=True)
 
     def execute(
@@ -130,7 +151,7 @@ class Node:
     ) -> None:
         """Run ``sql`` until its first value equals ``expected`` (bounded, fast polling)."""
         seen: list[Any] = []
-        budget = _connect_budget(timeout or self.timeout)
+        budget = connect_budget(timeout or self.timeout)
 
         def check() -> bool:
             value = self.query_value(sql, connect_timeout=budget)
@@ -152,11 +173,14 @@ class Node:
         timeout: float | None = None,
     ) -> str:
         """Wait until ``standby`` has received or replayed this node's current WAL position
-        (or ``target_lsn``). Returns the target. The timeout error names both LSNs."""
-        target = target_lsn or self.lsn("write")
+        (or ``target_lsn``). This node may itself be a standby (a cascade): its position is
+        then its replay LSN. Returns the target. The timeout error names both LSNs."""
+        if mode not in _STANDBY_LSN:
+            raise ValueError(f"unknown mode {mode!r}; use 'replay' or 'receive'")
+        budget = connect_budget(timeout or self.timeout)
+        target = target_lsn or self.query_value(_UPSTREAM_LSN, connect_timeout=budget)
         column = _STANDBY_LSN[mode]
         seen: dict[str, Any] = {}
-        budget = _connect_budget(timeout or self.timeout)
 
         def check() -> bool:
             row = standby.execute(
@@ -180,6 +204,7 @@ class Node:
 
     def promote(self, timeout: float | None = None) -> None:
         """Promote a standby to primary and wait until it accepts writes."""
+        self.handle.refuse_unless_owned("promote")
         secs = int(timeout or self.timeout)
         self.execute(f"SELECT pg_promote(wait => true, wait_seconds => {secs})")
         self.poll_query_until("SELECT pg_is_in_recovery()", False, timeout)
@@ -192,6 +217,7 @@ class Node:
         self.handle.start()
 
     def restart(self, mode: StopMode = "fast") -> None:
+        self.handle.refuse_unless_owned("restart")
         self.stop(mode)
         self.start()
 
@@ -208,6 +234,10 @@ class Node:
 
     def file_exists(self, relpath: str) -> bool:
         return self.handle.exists(relpath)
+
+    def file_location(self, relpath: str = "") -> str:
+        """Where a file of the data directory lives (``container:path`` in Docker)."""
+        return self.handle.file_location(relpath)
 
     def log(self) -> str:
         """The server's log so far."""
@@ -240,14 +270,19 @@ class Cluster:
         return [self.primary, *self.standbys]
 
     def build(self) -> Cluster:
+        """Bring the nodes up; a standby counts once its WAL receiver streams. Servers the
+        harness did not start are taken as they are: they need only accept connections."""
         t = self.settings.timeout
         self.primary = Node(self.backend.create_primary("primary"), t)
-        for i in range(1, self.settings.standbys + 1):
+        for i in range(1, self.settings.standby_count + 1):
             standby = Node(self.backend.create_standby(f"standby{i}", self.primary.handle), t)
             self.standbys.append(standby)
-            standby.poll_query_until(
-                "SELECT status FROM pg_stat_wal_receiver", "streaming", timeout=t
-            )
+            if standby.owned:
+                standby.poll_query_until(
+                    "SELECT status FROM pg_stat_wal_receiver", "streaming", timeout=t
+                )
+            else:
+                standby.handle.wait_ready()
         self.primary.handle.wait_ready()
         return self
 
@@ -276,29 +311,47 @@ class Cluster:
     def __enter__(self) -> Cluster:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close(keep=self.settings.keep == "always")
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(keep=self.settings.keeps(failed=exc_type is not None))
 
 
 def build_cluster(settings: Settings) -> Cluster:
     """Open the backend the settings ask for and bring the nodes up; the caller closes it."""
-    from .backends.select import open_backend
-
     backend, reason = open_backend(settings)
     cluster = Cluster(settings, backend, reason)
     try:
         cluster.build()
     except BaseException:
-        cluster.close(keep=settings.keep in ("always", "on-failure"))
+        cluster.close(keep=settings.keeps(failed=True))
         raise
     return cluster
+
+
+ServerLike: TypeAlias = Node | Server | str
+
+
+def as_node(server: ServerLike, role: str = "server", timeout: float | None = None) -> Node:
+    """A Node for a Node (itself), a ``Server(...)`` or a plain DSN (an external node: the
+    harness reads it and never changes it). ``role`` names the argument in messages."""
+    if isinstance(server, Node):
+        return server
+    if isinstance(server, str):
+        server = Server(server)
+    if not isinstance(server, Server):
+        raise TypeError(
+            f"{role} must be a Node, a Server or a libpq DSN string, not {type(server).__name__}"
+        )
+    t = timeout or DEFAULT_TIMEOUT
+    return Node(ExternalNode(server, role=role, timeout=t), t)
 
 
 @contextlib.contextmanager
 def start_cluster(settings: Settings | None = None, **overrides: Any) -> Iterator[Cluster]:
     """Bring up a primary and ``standbys`` standbys per the documented procedure.
 
-    Usable without pytest: ``with start_cluster(backend="local", standbys=1) as c: ...``
+    Usable without pytest: ``with start_cluster(backend="local", standbys=1) as c: ...``.
+    With ``keep="on-failure"`` the servers stay up when the ``with`` body raises (the next
+    session sweeps them); ``keep="always"`` keeps them in any case.
     """
     cluster = build_cluster((settings or Settings()).with_overrides(**overrides))
     with cluster:

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .errors import ConfigurationError
 
-BACKENDS = ("auto", "local", "docker")
+BACKENDS = ("auto", "local", "docker", "external")
 KEEP = ("never", "on-failure", "always")
 DEFAULT_IMAGE = "postgres:17"
+DEFAULT_TIMEOUT = 60.0
+#: Settings that hold one value per standby: repeatable options, comma lists elsewhere.
+LIST_SETTINGS = ("standby_dsn", "standby_data_dir", "standby_container")
+# A comma separates two DSNs only where the next one starts (a URI, or a key=value):
+# "host=a,b port=5432" is one multi-host DSN, not two.
+_DSN_SEPARATOR = re.compile(r",\s*(?=postgres(?:ql)?://|[A-Za-z_]+\s*=)")
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides how a cluster is built.
 
-    ``backend``: where nodes live (``auto`` picks Docker when a daemon answers and the image
-    is present, else local). ``keep``: leave servers and directories behind for inspection.
+    ``backend``: where nodes live (``auto`` picks external when ``primary_dsn`` is given,
+    else Docker when a daemon answers and the image is present, else local). ``keep``:
+    leave servers and directories behind for inspection. ``primary_dsn`` and
+    ``standby_dsn`` name servers the harness did not start (the external backend); the
+    ``*_data_dir`` / ``*_container`` settings say where their files can be read.
     """
 
     backend: str = "auto"
@@ -27,7 +38,13 @@ class Settings:
     keep: str = "never"
     image: str = DEFAULT_IMAGE
     standbys: int = 1
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT
+    primary_dsn: str | None = None
+    primary_data_dir: str | None = None
+    primary_container: str | None = None
+    standby_dsn: tuple[str, ...] = ()
+    standby_data_dir: tuple[str, ...] = ()
+    standby_container: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -45,8 +62,59 @@ class Settings:
                 f"standbys={self.standbys}: a cluster needs at least one standby. "
                 "Fix: --pgstandby-standbys 1 or more."
             )
-        if self.timeout <= 0:
-            raise ConfigurationError(f"timeout={self.timeout}: must be a positive number.")
+        if not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise ConfigurationError(
+                f"timeout={self.timeout}: must be a positive number of seconds. "
+                "Fix: --pgstandby-timeout 60."
+            )
+        self._check_external()
+
+    def _check_external(self) -> None:
+        given = self.primary_dsn is not None
+        if self.backend == "external" and not given:
+            raise ConfigurationError(
+                "backend=external needs the servers. Fix: --pgstandby-primary-dsn DSN and "
+                "--pgstandby-standby-dsn DSN (one per standby)."
+            )
+        if given and self.backend in ("local", "docker"):
+            raise ConfigurationError(
+                f"--pgstandby-primary-dsn names a running server, but backend={self.backend} "
+                "asks the harness to start its own. Fix: drop one of the two (with a DSN the "
+                "backend is external)."
+            )
+        if not given and (self.standby_dsn or self.primary_data_dir or self.primary_container):
+            raise ConfigurationError(
+                "standby DSNs or primary files were given without --pgstandby-primary-dsn. "
+                "Fix: give the primary's DSN too."
+            )
+        if given and not self.standby_dsn:
+            raise ConfigurationError(
+                "--pgstandby-primary-dsn was given without a standby. Fix: "
+                "--pgstandby-standby-dsn DSN (repeat it, or a comma list, for more)."
+            )
+        for name in ("standby_data_dir", "standby_container"):
+            values = getattr(self, name)
+            if values and len(values) != len(self.standby_dsn):
+                raise ConfigurationError(
+                    f"{len(values)} {name.replace('_', '-')} value(s) for "
+                    f"{len(self.standby_dsn)} standby DSN(s): they pair up in order. Fix: "
+                    f"give one --pgstandby-{name.replace('_', '-')} per --pgstandby-standby-dsn."
+                )
+
+    @property
+    def external(self) -> bool:
+        """Whether the servers already run (given by DSN) rather than being built here."""
+        return self.primary_dsn is not None
+
+    @property
+    def standby_count(self) -> int:
+        """How many standbys a cluster has: one per standby DSN for running servers."""
+        return len(self.standby_dsn) if self.external else self.standbys
+
+    def keeps(self, failed: bool) -> bool:
+        """The one keep policy, asked by ``start_cluster``, ``build_cluster``, the pytest
+        fixtures and the factories: ``always``, or ``on-failure`` when something failed."""
+        return self.keep == "always" or (self.keep == "on-failure" and failed)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         known = {f.name for f in fields(self)}
@@ -59,18 +127,41 @@ class Settings:
         return replace(self, **_coerce(overrides))
 
 
+def split_list(value: Any) -> tuple[str, ...]:
+    """One value per standby from a list (a repeated option) or a comma list; DSNs are
+    split only where a new DSN starts, so a multi-host DSN stays whole."""
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        out += [part.strip() for part in _DSN_SEPARATOR.split(str(item)) if part.strip()]
+    return tuple(out)
+
+
+def _split_plain(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
+
+
 def _coerce(raw: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        if value is None or value == "":
+        if value is None or value == "" or value == [] or value == ():
+            continue
+        if key == "standby_dsn":
+            out[key] = split_list(value)
+            continue
+        if key in LIST_SETTINGS:
+            out[key] = _split_plain(value)
             continue
         try:
             if key == "standbys":
                 value = int(value)
             elif key == "timeout":
                 value = float(value)
-        except ValueError:
-            raise ConfigurationError(f"{key}={value!r} is not a number.") from None
+        except (ValueError, TypeError):
+            raise ConfigurationError(
+                f"{key}={value!r} is not a number. Fix: --pgstandby-{key} with a number."
+            ) from None
         out[key] = value
     return out
 
@@ -95,7 +186,7 @@ def from_sources(
             ini(f.name) if ini else None,
             env_value,
         ):
-            if value not in (None, ""):
+            if value not in (None, "", [], ()):
                 merged[f.name] = value
                 break
     return Settings(**_coerce(merged))

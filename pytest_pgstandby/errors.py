@@ -37,3 +37,12 @@ class SetupFailedError(PgStandbyError):
 
 class WaitTimeoutError(PgStandbyError, TimeoutError):
     """A bounded wait ran out; the message says what was awaited and what was last seen."""
+
+
+class FilesUnavailableError(PgStandbyError):
+    """A server's data directory cannot be read from here (say, a bare DSN was given)."""
+
+
+class NotOwnedError(PgStandbyError):
+    """A verb that changes a server (stop, promote, ...) was asked of one the harness did
+    not start; the harness never changes someone else's server."""

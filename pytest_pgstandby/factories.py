@@ -1,4 +1,5 @@
-"""Fixture factories, as pytest-postgresql has them: a cluster fixture with other settings.
+"""Fixture factories, as pytest-postgresql has them: a cluster fixture with other settings,
+and the one function every cluster fixture builds and tears down through.
 
 >>> from pytest_pgstandby import factories
 >>> two_standbys = factories.cluster(scope="module", standbys=2)   # in a conftest.py
@@ -6,12 +7,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 
-from .cluster import Cluster
+from .cluster import Cluster, build_cluster
+from .config import Settings, from_sources
+from .errors import PgStandbyError
+
+LIVE_KEY = pytest.StashKey[dict[str, "LiveCluster"]]()
+
+
+class LiveCluster:
+    """A cluster a fixture handed out, and whether a test using it failed."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.failed = False
+
+
+def settings_for(config: pytest.Config, marker: Mapping[str, Any] | None = None) -> Settings:
+    """The settings from the command line, the marker, the ini file and the environment."""
+    return from_sources(
+        cli=lambda name: config.getoption(f"pgstandby_{name}"),
+        ini=lambda name: config.getini(f"pgstandby_{name}"),
+        marker=marker,
+    )
+
+
+def cluster_for_request(
+    request: pytest.FixtureRequest, overrides: Mapping[str, Any]
+) -> Iterator[Cluster]:
+    """Build a cluster for a fixture; tear it down as ``Settings.keeps`` says."""
+    marker = None
+    if request.scope == "function":
+        mark = request.node.get_closest_marker("pgstandby")
+        marker = mark.kwargs if mark else None
+    try:
+        settings = settings_for(request.config, marker).with_overrides(**overrides)
+        cluster = build_cluster(settings)
+    except PgStandbyError as exc:
+        pytest.fail(f"pytest-pgstandby could not build the cluster: {exc}", pytrace=False)
+    live = request.config.stash.setdefault(LIVE_KEY, {})
+    key = request.fixturename or "pgstandby_cluster"
+    entry = live[key] = LiveCluster(cluster)
+    try:
+        yield cluster
+    finally:
+        live.pop(key, None)
+        cluster.close(keep=settings.keeps(failed=entry.failed))
 
 
 def cluster(
@@ -39,8 +84,6 @@ def cluster(
 
     @pytest.fixture(scope=scope)  # type: ignore[call-overload, untyped-decorator]
     def _cluster_fixture(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-        from .plugin import cluster_for_request
-
         yield from cluster_for_request(request, overrides)
 
     return _cluster_fixture  # type: ignore[no-any-return]

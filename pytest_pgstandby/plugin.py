@@ -3,20 +3,20 @@ servers' logs attached to a failing test's report."""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator
 from dataclasses import fields
-from typing import Any
 
 import pytest
 
 from . import binaries
 from ._text import mask_secrets
-from .cluster import Cluster, Node, build_cluster
-from .config import BACKENDS, KEEP, Settings, from_sources
+from .backends.select import docker_status
+from .cluster import Cluster, Node
+from .config import BACKENDS, KEEP, LIST_SETTINGS, Settings
 from .errors import PgStandbyError
+from .factories import LIVE_KEY, cluster_for_request, settings_for
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
-LIVE_KEY = pytest.StashKey[dict[str, "_LiveCluster"]]()
 
 _HELP = {
     "backend": f"where nodes run: {'|'.join(BACKENDS)} (default auto)",
@@ -25,6 +25,12 @@ _HELP = {
     "image": "Docker image for the docker backend (default postgres:17)",
     "standbys": "number of standbys in pgstandby_cluster (default 1)",
     "timeout": "seconds any single wait may take (default 60)",
+    "primary_dsn": "DSN of a running primary the harness did not start (external backend)",
+    "primary_data_dir": "that primary's data directory on this machine",
+    "primary_container": "that primary's Docker container",
+    "standby_dsn": "DSN of a running standby (repeat, or a comma list, for more)",
+    "standby_data_dir": "each standby's data directory on this machine, in order",
+    "standby_container": "each standby's Docker container, in order",
 }
 
 
@@ -32,21 +38,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pgstandby", "PostgreSQL streaming replication (pytest-pgstandby)")
     for f in fields(Settings):
         opt = f.name.replace("_", "-")
+        repeatable = f.name in LIST_SETTINGS
         group.addoption(
             f"--pgstandby-{opt}",
             dest=f"pgstandby_{f.name}",
             default=None,
+            action="append" if repeatable else "store",
             help=_HELP[f.name] + f"; env PGSTANDBY_{f.name.upper()}",
         )
         parser.addini(f"pgstandby_{f.name}", _HELP[f.name], default=None)
-
-
-def _settings(config: pytest.Config, marker: Mapping[str, Any] | None = None) -> Settings:
-    return from_sources(
-        cli=lambda name: config.getoption(f"pgstandby_{name}"),
-        ini=lambda name: config.getini(f"pgstandby_{name}"),
-        marker=marker,
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "pytest_pgstandby.factories.cluster (standbys=, backend=, image=, ...)",
     )
     try:
-        settings = _settings(config)
+        settings = settings_for(config)
         if settings.pg_bin or settings.backend == "local":
             binaries.find(settings.pg_bin)
     except PgStandbyError as exc:
@@ -69,14 +69,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None:
         return []
+    if settings.external:
+        given = ", ".join(mask_secrets(d) for d in settings.standby_dsn)
+        return [
+            f"pgstandby: external servers: primary {mask_secrets(settings.primary_dsn or '')}; "
+            f"standbys {given} (never started, stopped or changed by the harness)"
+        ]
     lines = [f"pgstandby: backend={settings.backend}, image={settings.image}, keep={settings.keep}"]
     try:
         lines.append(f"pgstandby: local binaries: {binaries.find(settings.pg_bin).describe()}")
     except PgStandbyError as exc:
         lines.append(f"pgstandby: local binaries: none usable ({str(exc).split('.')[0]})")
     if settings.backend in ("auto", "docker"):
-        from .backends.select import docker_status
-
         usable, why = docker_status(settings.image)
         if usable:
             verdict = "docker"
@@ -84,36 +88,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             verdict = "local" if settings.backend == "auto" else "docker unusable"
         lines.append(f"pgstandby: {settings.backend} -> {verdict}: {why}")
     return lines
-
-
-class _LiveCluster:
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.failed = False
-
-
-def cluster_for_request(
-    request: pytest.FixtureRequest, overrides: Mapping[str, Any]
-) -> Iterator[Cluster]:
-    """Build a cluster for a fixture; tear it down honouring ``keep``."""
-    marker = None
-    if request.scope == "function":
-        mark = request.node.get_closest_marker("pgstandby")
-        marker = mark.kwargs if mark else None
-    try:
-        settings = _settings(request.config, marker).with_overrides(**overrides)
-        cluster = build_cluster(settings)
-    except PgStandbyError as exc:
-        pytest.fail(f"pytest-pgstandby could not build the cluster: {exc}", pytrace=False)
-    live = request.config.stash[LIVE_KEY]
-    key = request.fixturename or "pgstandby_cluster"
-    entry = live[key] = _LiveCluster(cluster)
-    try:
-        yield cluster
-    finally:
-        live.pop(key, None)
-        keep = settings.keep == "always" or (settings.keep == "on-failure" and entry.failed)
-        cluster.close(keep=keep)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import uuid
 import psycopg
 import pytest
 
-from pytest_pgstandby import Cluster
+from pytest_pgstandby import Cluster, Node
 
 
 def test_row_written_on_primary_is_read_on_standby(pair: Cluster) -> None:
@@ -42,11 +42,22 @@ def test_basebackup_minus_r_wrote_primary_conninfo_to_auto_conf(pair: Cluster) -
     assert "password=replicator_password" in lines[0]
 
 
+def _primary_as_the_standby_reaches_it(pair: Cluster) -> tuple[str, str]:
+    """The values each backend passes to setup-standby.sh for the primary's address."""
+    if pair.backend.name == "docker":
+        return "postgres-primary-lab", "5432"  # the seed's defaults, inside the network
+    return "127.0.0.1", str(pair.primary.port)
+
+
 def test_postgresql_conf_ends_with_the_appended_standby_block(pair: Cluster) -> None:
+    host, port = _primary_as_the_standby_reaches_it(pair)
     conf = pair.standby.read_file("postgresql.conf").rstrip("\n").splitlines()
-    assert conf[-2:] == ["# Standby configuration", conf[-1]]
-    assert conf[-1].startswith("primary_conninfo = 'host=")
-    assert "user=replicator password=replicator_password'" in conf[-1]
+    assert conf[-3:] == [
+        "",
+        "# Standby configuration",
+        f"primary_conninfo = 'host={host} port={port} user=replicator "
+        "password=replicator_password'",
+    ]
 
 
 def test_pg_hba_conf_holds_the_appended_trust_lines(pair: Cluster) -> None:
@@ -79,3 +90,28 @@ def test_standby_streams_from_the_primary(pair: Cluster) -> None:
     assert pair.primary.query_value(
         "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
     ) == len(pair.standbys)
+
+
+def test_a_cascaded_standby_catches_up_with_its_upstream_standby(pair: Cluster) -> None:
+    """A standby of a standby, made by the same documented script: the upstream standby's
+    target is its replay LSN, as PostgreSQL's Cluster.pm takes it."""
+    cascade = Node(
+        pair.backend.create_standby("cascade1", upstream=pair.standby.handle),
+        pair.settings.timeout,
+    )
+    cascade.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
+    table = f"c_{uuid.uuid4().hex[:8]}"
+    pair.primary.execute(f"CREATE TABLE {table} AS SELECT 3 AS x")
+    pair.primary.wait_for_catchup(pair.standby)
+    target = pair.standby.wait_for_catchup(cascade)
+    assert pair.standby.query_value("SELECT %s::pg_lsn <= pg_last_wal_replay_lsn()", [target])
+    assert cascade.execute(f"SELECT x FROM {table}") == [(3,)]
+    assert cascade.is_in_recovery()
+    # the cascade streams from the standby, not from the primary
+    assert (
+        pair.standby.query_value(
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+        )
+        == 1
+    )
+    cascade.stop("fast")  # the cluster removes it with the others at teardown

@@ -1,4 +1,11 @@
-"""The small interface every backend implements."""
+"""The small interface every backend implements, and what backends share.
+
+A ``NodeHandle`` is one server as a backend sees it: where it is reached from the test
+process (``dsn``), where its files are and how to read them, whether it runs in a
+container, how a peer server reaches it (``peer_address``), and process control. Code
+above ``backends/`` talks to a ``Node`` over such a handle and never to a path, a
+container or a DSN it parses itself.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,19 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .._wait import poll_until
+from .._text import MASK, mask_secrets
+from .._wait import connect_budget, poll_until
 
 StopMode = Literal["smart", "fast", "immediate"]
+Role = Literal["primary", "standby"]
 
 # The lab's replication role, the same in every backend and in lab/docker-compose.yml
 # (the hardened profile will replace the password with a random one per run).
 REPLICATION_USER = "replicator"
 REPLICATION_PASSWORD = "replicator_password"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def pid_alive(pid: int) -> bool:
@@ -36,20 +47,31 @@ def wait_accepting(
     what: str,
     timeout: float,
     log: Callable[[], str],
-    abort: Callable[[], str | None],
+    abort: Callable[[], str | None] | None = None,
 ) -> None:
     """Poll until the server answers ``SELECT 1`` (``conninfo`` is asked anew each time:
     a container's published port may not be known yet)."""
 
     def accepts() -> bool:
-        with psycopg.connect(conninfo(), connect_timeout=2) as conn:
+        with psycopg.connect(conninfo(), connect_timeout=connect_budget(2)) as conn:
             conn.execute("SELECT 1")
         return True
 
     poll_until(accepts, what=what, timeout=timeout, log=log, abort=abort)
 
 
-Role = Literal["primary", "standby"]
+def conninfo_params(dsn: str) -> dict[str, str]:
+    """A conninfo string or URI as a dict of strings (psycopg.ProgrammingError if invalid)."""
+    return {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+
+
+def shown_dsn(dsn: str) -> str:
+    """A conninfo string for messages: re-made with the password replaced by the mask."""
+    try:
+        params = conninfo_params(dsn)
+    except psycopg.Error:
+        return mask_secrets(dsn)
+    return make_conninfo("", **{k: (MASK if k == "password" else v) for k, v in params.items()})
 
 
 @dataclass(frozen=True)
@@ -61,27 +83,68 @@ class Credentials:
     dbname: str = "postgres"
 
 
+@dataclass(frozen=True)
+class PeerAddress:
+    """How another server (a standby) reaches this one: the host names it may use, the
+    port, and where that knowledge came from (for messages)."""
+
+    hosts: list[str]
+    port: str
+    how: str
+
+
+def dsn_address(dsn: str, role: str) -> PeerAddress:
+    """A server that is not in a container is reached as its DSN says (a loopback name
+    stands for all of them)."""
+    params = conninfo_params(dsn)
+    host = params.get("host") or params.get("hostaddr") or ""
+    hosts = list(LOOPBACK) if host in LOOPBACK else [host]
+    return PeerAddress(hosts, params.get("port") or "5432", f"the {role}'s DSN")
+
+
 class NodeHandle(Protocol):
     """One server process or container, as a backend sees it."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The node's name in its cluster; "" for an anonymous external server."""
+
     @property
-    def role(self) -> Role: ...
+    def role(self) -> str: ...
     @property
     def host(self) -> str:
-        """Reachable from the test process: always 127.0.0.1 here."""
+        """Reachable from the test process: 127.0.0.1 for servers the harness starts."""
 
     @property
     def port(self) -> int: ...
     @property
     def data_dir(self) -> str:
-        """The data directory's path on the node's own filesystem."""
+        """The data directory's path on the node's own filesystem ("" when unknown)."""
 
     @property
-    def credentials(self) -> Credentials: ...
+    def dsn(self) -> str:
+        """A libpq conninfo string for this server, as seen from the test process."""
 
-    def read_file(self, relpath: str) -> str: ...
+    @property
+    def owned(self) -> bool:
+        """Whether the harness started this server (and so may stop or change it)."""
+
+    def refuse_unless_owned(self, verb: str) -> None:
+        """Raise NotOwnedError naming the node and ``verb`` if the harness may not do it."""
+
+    def container_name(self) -> str | None:
+        """The Docker container the server runs in, or None."""
+
+    def file_location(self, relpath: str = "") -> str:
+        """Where a file of the data directory lives, for messages."""
+
+    def peer_address(self, peer: NodeHandle) -> PeerAddress:
+        """How ``peer`` (a standby of this server) reaches this server."""
+
+    def read_file(self, relpath: str) -> str:
+        """A file of the data directory: FileNotFoundError if it does not exist,
+        FilesUnavailableError if the directory cannot be read from here."""
+
     def exists(self, relpath: str) -> bool: ...
     def log(self) -> str: ...
     def setup_output(self) -> str: ...
@@ -90,6 +153,15 @@ class NodeHandle(Protocol):
     def stop(self, mode: StopMode = "fast", timeout: float = 60.0) -> None: ...
     def start(self) -> None: ...
     def kill(self) -> None: ...
+
+
+class OwnedHandle:
+    """What every handle of a server the harness started shares."""
+
+    owned = True
+
+    def refuse_unless_owned(self, verb: str) -> None:
+        """The harness started this server: every verb is allowed."""
 
 
 class Backend(Protocol):
@@ -103,5 +175,5 @@ class Backend(Protocol):
 
     def describe(self) -> str: ...
     def create_primary(self, name: str) -> NodeHandle: ...
-    def create_standby(self, name: str, primary: NodeHandle) -> NodeHandle: ...
+    def create_standby(self, name: str, upstream: NodeHandle) -> NodeHandle: ...
     def close(self, keep: bool = False) -> None: ...

@@ -12,12 +12,12 @@ and the next start sweeps labelled leftovers whose owning process is gone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import socket
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,30 +27,43 @@ import docker.errors
 from psycopg.conninfo import make_conninfo
 
 from .._wait import poll_until
-from ..errors import (
-    DockerUnavailableError,
-    ImageMissingError,
-    NameClashError,
-    WaitTimeoutError,
-)
+from ..errors import ImageMissingError, NameClashError, WaitTimeoutError
 from ..labfiles import lab_file
 from .base import (
     REPLICATION_PASSWORD,
     REPLICATION_USER,
     Credentials,
     NodeHandle,
+    OwnedHandle,
+    PeerAddress,
     Role,
     StopMode,
-    pid_alive,
     wait_accepting,
 )
+from .containers import (
+    LABEL,
+    LABEL_CLUSTER,
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    ContainerFiles,
+    availability,
+    connect_docker,
+    container_address,
+    sweep_leftovers,
+)
+
+__all__ = [
+    "LABEL",
+    "LABEL_CLUSTER",
+    "DockerBackend",
+    "DockerNode",
+    "availability",
+    "connect_docker",
+    "sweep_leftovers",
+]
 
 log = logging.getLogger(__name__)
 
-LABEL = "org.pgstandby"
-LABEL_OWNER_PID = "org.pgstandby.owner-pid"
-LABEL_OWNER_HOST = "org.pgstandby.owner-host"
-LABEL_CLUSTER = "org.pgstandby.cluster"
 PGDATA = "/var/lib/postgresql/data"  # pinned: postgres:18 moved its default
 PRIMARY_ALIAS = "postgres-primary-lab"
 STANDBY_ALIAS = "postgres-standby-lab"
@@ -61,67 +74,27 @@ _SETUP_END = {
 }
 
 
-def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
-    try:
-        client = docker.from_env(timeout=int(timeout))
-        client.ping()
-    except Exception as exc:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise DockerUnavailableError(
-            f"no Docker daemon answers at {where} ({type(exc).__name__}: {exc}). Fix: start "
-            "one (`dockerd &` as root, or `systemctl start docker`), set DOCKER_HOST, or use "
-            "--pgstandby-backend=local."
-        ) from None
-    return client
-
-
-def availability(image: str) -> tuple[bool, str]:
-    """Whether the Docker backend can run ``image`` now, and why (or why not)."""
-    try:
-        client = connect_docker(timeout=3)
-    except DockerUnavailableError:
-        return False, "no Docker daemon answers"
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        return False, f"image {image} is not present (build it: pgstandby image build)"
-    finally:
-        client.close()
-    return True, f"Docker daemon answers and image {image} is present"
-
-
-def sweep_leftovers(client: docker.DockerClient) -> int:
-    """Remove our labelled containers and networks whose owning process (on this host)
-    is gone, e.g. after a pytest killed with SIGKILL. Returns how many were removed."""
-    host = socket.gethostname()
-    removed = 0
-    mine = {"label": [f"{LABEL}=1", f"{LABEL_OWNER_HOST}={host}"]}
-    for container in client.containers.list(all=True, filters=mine):
-        if not pid_alive(int(container.labels.get(LABEL_OWNER_PID, "0"))):
-            container.remove(force=True, v=True)
-            removed += 1
-    for network in client.networks.list(filters=mine):
-        if not pid_alive(int(network.attrs.get("Labels", {}).get(LABEL_OWNER_PID, "0"))):
-            network.remove()
-            removed += 1
-    if removed:
-        log.info("removed %d leftover container(s)/network(s) of dead processes", removed)
-    return removed
-
-
 @dataclass
-class DockerNode:
+class DockerNode(OwnedHandle):
     """One PostgreSQL container."""
 
     backend: DockerBackend
     name: str
     role: Role
+    alias: str  # its name inside the cluster's network
     container: Any  # testcontainers DockerContainer
     credentials: Credentials
     host: str = "127.0.0.1"
     data_dir: str = PGDATA
-    upstream: DockerNode | None = None  # a standby's primary: if it dies, stop waiting
+    upstream: DockerNode | None = None  # a standby's upstream: if it dies, stop waiting
     _port: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.files = ContainerFiles(
+            self.backend.container_name(self.name),
+            lambda argv: tuple(self.container.exec(argv)),
+            lambda: self.data_dir,
+        )
 
     @property
     def wrapped(self) -> Any:
@@ -131,7 +104,7 @@ class DockerNode:
     def port(self) -> int:
         """The host port published on 127.0.0.1 (docker may pick a new one at each start)."""
         if self._port is None:
-            self.wrapped.reload()
+            self.container.reload()
             bindings = self.wrapped.attrs["NetworkSettings"]["Ports"].get("5432/tcp") or []
             ours = [b for b in bindings if b.get("HostIp") == "127.0.0.1"]
             if not ours:
@@ -139,18 +112,31 @@ class DockerNode:
             self._port = int(ours[0]["HostPort"])
         return self._port
 
-    def status(self) -> str:
-        self.wrapped.reload()
-        return str(self.wrapped.status)
-
-    def is_running(self) -> bool:
-        return self.status() == "running"
-
-    def conninfo(self) -> str:
+    @property
+    def dsn(self) -> str:
         c = self.credentials
         return make_conninfo(
             host=self.host, port=self.port, user=c.user, password=c.password, dbname=c.dbname
         )
+
+    def container_name(self) -> str | None:
+        return self.backend.container_name(self.name)
+
+    def file_location(self, relpath: str = "") -> str:
+        return self.files.location(relpath)
+
+    def peer_address(self, peer: NodeHandle) -> PeerAddress:
+        theirs = peer.container_name()
+        peer_node = self.backend.node_by_container(theirs) if theirs else None
+        peer_container = peer_node.wrapped if peer_node else None
+        return container_address(self.wrapped, peer_container, str(self.port))
+
+    def status(self) -> str:
+        self.container.reload()
+        return str(self.container.status)
+
+    def is_running(self) -> bool:
+        return self.status() == "running"
 
     def wait_ready(self) -> None:
         def exited() -> str | None:
@@ -161,8 +147,8 @@ class DockerNode:
             return None
 
         wait_accepting(
-            self.conninfo,
-            what=f"{self.name} ({self.wrapped.name}) to accept connections",
+            lambda: self.dsn,
+            what=f"{self.name} ({self.container_name()}) to accept connections",
             timeout=self.backend.timeout,
             log=self.all_output,
             abort=exited,
@@ -186,23 +172,11 @@ class DockerNode:
     def log(self) -> str:
         return self._split()[1]
 
-    def _exec(self, *argv: str) -> tuple[int, str]:
-        code, out = self.wrapped.exec_run(list(argv))
-        return int(code), bytes(out).decode(errors="replace")
-
-    def _path(self, relpath: str) -> str:
-        if relpath.startswith("/") or ".." in relpath.split("/"):
-            raise ValueError(f"{relpath!r} is outside the data directory of {self.name}")
-        return f"{self.data_dir}/{relpath}"
-
     def read_file(self, relpath: str) -> str:
-        code, out = self._exec("cat", self._path(relpath))
-        if code != 0:
-            raise FileNotFoundError(f"{self.name}:{self._path(relpath)}: {out.strip()}")
-        return out
+        return self.files.read(relpath)
 
     def exists(self, relpath: str) -> bool:
-        return self._exec("test", "-e", self._path(relpath))[0] == 0
+        return self.files.exists(relpath)
 
     def _wait_exited(self, timeout: float, what: str) -> None:
         poll_until(
@@ -215,7 +189,7 @@ class DockerNode:
     def stop(self, mode: StopMode = "fast", timeout: float = 60.0) -> None:
         if not self.is_running():
             return
-        self.wrapped.kill(signal=_SIGNALS[mode])
+        self.wrapped.kill(signal=_SIGNALS[mode])  # testcontainers has no signal of choice
         self._wait_exited(timeout, f"a {mode} shutdown")
 
     def start(self) -> None:
@@ -224,13 +198,17 @@ class DockerNode:
         if self.is_running():
             return
         self._port = None
-        self.wrapped.start()
+        self.wrapped.start()  # testcontainers' start() would create a new container
         self.wait_ready()
 
     def kill(self) -> None:
         if self.is_running():
             self.wrapped.kill(signal=signal.SIGKILL)
             self._wait_exited(30, "SIGKILL")
+
+    def remove(self) -> None:
+        """Remove the container and its anonymous volumes (testcontainers' stop)."""
+        self.container.stop(force=True, delete_volume=True)
 
 
 class DockerBackend:
@@ -267,15 +245,18 @@ class DockerBackend:
             LABEL_CLUSTER: self.cluster,
         }
         self._refuse_clash(f"pgstandby-{self.cluster}")
-        self._refuse_clash(self._container_name("primary"))
+        self._refuse_clash(self.container_name("primary"))
         self.network = Network(docker_network_kw={"labels": dict(self.labels)})
         self.network.name = f"pgstandby-{self.cluster}"
         self.network.create()
         self.nodes: list[DockerNode] = []
         self.superuser_password = secrets.token_urlsafe(16)
 
-    def _container_name(self, node: str) -> str:
+    def container_name(self, node: str) -> str:
         return f"pgstandby-{self.cluster}-{node}"
+
+    def node_by_container(self, name: str) -> DockerNode | None:
+        return next((n for n in self.nodes if n.container_name() == name), None)
 
     def _refuse_clash(self, name: str) -> None:
         """Refuse a name that a container or network already uses, touching nothing."""
@@ -298,11 +279,11 @@ class DockerBackend:
     def _container(self, node: str, alias: str) -> Any:
         from testcontainers.core.container import DockerContainer
 
-        self._refuse_clash(self._container_name(node))
+        self._refuse_clash(self.container_name(node))
 
         container = (
             DockerContainer(self.image)
-            .with_name(self._container_name(node))
+            .with_name(self.container_name(node))
             .with_network(self.network)
             .with_network_aliases(alias)
             .with_envs(
@@ -339,15 +320,27 @@ class DockerBackend:
             .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
         )
         creds = Credentials(password=self.superuser_password)
-        return self._start(DockerNode(self, name, "primary", container, creds), wait=False)
+        node = DockerNode(self, name, "primary", PRIMARY_ALIAS, container, creds)
+        return self._start(node, wait=False)
 
-    def create_standby(self, name: str, primary: NodeHandle) -> DockerNode:
+    def create_standby(self, name: str, upstream: NodeHandle) -> DockerNode:
+        """A container whose entrypoint is setup-standby.sh. ``upstream`` is the primary
+        (the seed's default host) or, for a cascade, another standby of this cluster, which
+        the script reaches under its alias: only the host value changes."""
+        up = upstream if isinstance(upstream, DockerNode) else None
+        if up is None or up.backend is not self:
+            raise ValueError(
+                f"the upstream of {name} must be a node of this Docker cluster, not {upstream!r}"
+            )
         standbys = sum(1 for n in self.nodes if n.role == "standby")
         alias = STANDBY_ALIAS if standbys == 0 else f"{STANDBY_ALIAS}-{standbys + 1}"
+        container = self._container(name, alias).with_volume_mapping(
+            str(lab_file("setup-standby.sh")), "/setup-standby.sh"
+        )
+        if up.role != "primary":
+            container = container.with_env("PGSTANDBY_PRIMARY_HOST", up.alias)
         container = (
-            self._container(name, alias)
-            .with_volume_mapping(str(lab_file("setup-standby.sh")), "/setup-standby.sh")
-            .with_env("PGSTANDBY_POLL_INTERVAL", "0.1")
+            container.with_env("PGSTANDBY_POLL_INTERVAL", "0.1")
             # A standby's data is a copy that setup-standby.sh remakes at every start
             # anyway (step 2 empties it, step 3 clones it); in memory, pg_basebackup's
             # final sync of every file costs nothing.
@@ -355,27 +348,29 @@ class DockerBackend:
             .with_kwargs(labels=dict(self.labels), entrypoint=["bash", "/setup-standby.sh"])
         )
         creds = Credentials(password=self.superuser_password)
-        upstream = primary if isinstance(primary, DockerNode) else None
-        return self._start(DockerNode(self, name, "standby", container, creds, upstream=upstream))
+        return self._start(DockerNode(self, name, "standby", alias, container, creds, upstream=up))
 
     def close(self, keep: bool = False) -> None:
         if keep:
             log.warning("keeping containers of cluster %s for inspection", self.cluster)
             return
-        deadline = time.monotonic() + 60
         for node in reversed(self.nodes):
             try:
-                node.wrapped.remove(force=True, v=True)
+                node.remove()
             except docker.errors.NotFound:
                 pass
             except Exception as exc:
                 log.warning("could not remove %s: %s", node.name, exc)
-        while time.monotonic() < deadline:
-            try:
-                self.network.remove()
-                break
-            except docker.errors.NotFound:
-                break
-            except docker.errors.APIError:
-                time.sleep(0.1)  # endpoints of just-removed containers may linger briefly
+        try:
+            # endpoints of just-removed containers may linger for a moment
+            poll_until(
+                self._remove_network, what=f"network {self.network.name} removed", timeout=60
+            )
+        except WaitTimeoutError as exc:
+            log.warning("%s", exc)
         self.client.close()
+
+    def _remove_network(self) -> bool:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.network.remove()
+        return True

@@ -19,12 +19,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import binaries as binaries_mod
+from .._wait import poll_until
 from ..binaries import Binaries
 from ..errors import BinariesNotFoundError, SetupFailedError, UnsafeDataDirError, WaitTimeoutError
 from ..labfiles import lab_file
@@ -33,8 +33,11 @@ from .base import (
     REPLICATION_USER,
     Credentials,
     NodeHandle,
+    OwnedHandle,
+    PeerAddress,
     Role,
     StopMode,
+    dsn_address,
     pid_alive,
     wait_accepting,
 )
@@ -108,18 +111,19 @@ def processes_under(root: Path) -> list[int]:
 
 
 def _kill_and_reap(root: Path, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def none_left() -> bool:
         pids = [p for p in processes_under(root) if p != os.getpid()]
-        if not pids:
-            return
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        if time.monotonic() > deadline:
-            log.warning("processes under %s survived SIGKILL: %s", root, pids)
-            return
-        time.sleep(0.02)
+        if pids:
+            raise ProcessLookupError(f"still running: {pids}")
+        return True
+
+    try:
+        poll_until(none_left, what=f"every process under {root} to die", timeout=timeout)
+    except WaitTimeoutError as exc:
+        log.warning("%s", exc)
 
 
 def sweep_leftovers(base: Path) -> list[Path]:
@@ -198,7 +202,7 @@ def binaries_for(found: Binaries, account: Account) -> Binaries:
 
 
 @dataclass
-class LocalNode:
+class LocalNode(OwnedHandle):
     """One PostgreSQL server process of the local backend."""
 
     backend: LocalBackend
@@ -209,6 +213,19 @@ class LocalNode:
     host: str = "127.0.0.1"
     credentials: Credentials = field(default_factory=Credentials)
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dsn(self) -> str:
+        return self.backend.dsn_for(self)
+
+    def container_name(self) -> str | None:
+        return None
+
+    def file_location(self, relpath: str = "") -> str:
+        return os.path.join(self.data_dir, relpath) if relpath else self.data_dir
+
+    def peer_address(self, peer: NodeHandle) -> PeerAddress:
+        return dsn_address(self.dsn, self.role)
 
     @property
     def log_path(self) -> Path:
@@ -333,8 +350,7 @@ class LocalBackend:
         self.account = run_account()
         found = binaries_mod.find(pg_bin)
         self.base = base or Path(os.environ.get("PGSTANDBY_TMPDIR") or tempfile.gettempdir())
-        sweep_leftovers(self.base)
-        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=self.base)).resolve()
+        self.root = self._make_root()
         self.nodes: list[LocalNode] = []
         try:
             (self.root / OWNER_MARK).write_text(f"{os.getpid()}\n")
@@ -348,6 +364,25 @@ class LocalBackend:
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
+
+    def _make_root(self) -> Path:
+        """This session's directory under ``base``, after sweeping dead sessions' ones."""
+        if not self.base.is_dir():
+            raise SetupFailedError(
+                f"the harness's temporary directory {self.base} does not exist or is not a "
+                "directory. Fix: set PGSTANDBY_TMPDIR to an existing directory every account "
+                "can traverse, such as /tmp, or unset it."
+            )
+        try:
+            sweep_leftovers(self.base)
+            return Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=self.base)).resolve()
+        except PermissionError as exc:
+            raise SetupFailedError(
+                f"the harness directory cannot be made in {self.base}: it cannot be reached by "
+                f"the account {self.account.name!r} ({exc.strerror}). Fix: set "
+                "PGSTANDBY_TMPDIR to a directory this account can write and every account "
+                "can traverse, such as /tmp."
+            ) from None
 
     def _reachable(self, found: Binaries) -> Binaries:
         if not _reachable_by(self.account, [self.scripts / "setup-standby.sh"]):
@@ -443,8 +478,10 @@ class LocalBackend:
         return node
 
     def create_standby(
-        self, name: str, primary: NodeHandle, data_dir: Path | None = None
+        self, name: str, upstream: NodeHandle, data_dir: Path | None = None
     ) -> LocalNode:
+        """Run setup-standby.sh against ``upstream`` (the primary, or a standby for a
+        cascade: only the port value changes); its final ``exec`` is the postmaster."""
         target = self.check_data_dir(data_dir or self.root / name)
         node = LocalNode(self, name, "standby", free_port(), str(target))
         if data_dir is None:
@@ -457,7 +494,7 @@ class LocalBackend:
             self.scripts / "setup-standby.sh",
             self.env(
                 PGSTANDBY_PRIMARY_HOST="127.0.0.1",
-                PGSTANDBY_PRIMARY_PORT=str(primary.port),
+                PGSTANDBY_PRIMARY_PORT=str(upstream.port),
                 PGSTANDBY_DATA_DIR=node.data_dir,
                 PGSTANDBY_POLL_INTERVAL="0.1",
                 PGSTANDBY_START_COMMAND=start_command,

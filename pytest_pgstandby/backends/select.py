@@ -1,10 +1,16 @@
-"""Choosing a backend: ``auto`` picks Docker when a daemon answers and the image is
-present, else local; the reason is kept for the pytest header."""
+"""Choosing a backend: ``external`` when running servers are given by DSN; ``auto`` picks
+Docker when a daemon answers and the image is present, else local. The reason is kept for
+the pytest header."""
 
 from __future__ import annotations
 
 from ..config import Settings
 from .base import Backend
+from .external import ExternalBackend, Server
+from .local import LocalBackend
+
+# backends.docker is imported only where Docker is asked for or probed: docker-py and
+# testcontainers cost ~0.2 s to import, at every pytest start that loads the plugin.
 
 
 def docker_status(image: str) -> tuple[bool, str]:
@@ -14,7 +20,24 @@ def docker_status(image: str) -> tuple[bool, str]:
     return docker_backend.availability(image)
 
 
+def external_backend(settings: Settings) -> ExternalBackend:
+    """The servers named by ``primary_dsn`` / ``standby_dsn``, with their files' places."""
+    assert settings.primary_dsn is not None
+    primary = Server(settings.primary_dsn, settings.primary_data_dir, settings.primary_container)
+    standbys = [
+        Server(
+            dsn,
+            settings.standby_data_dir[i] if settings.standby_data_dir else None,
+            settings.standby_container[i] if settings.standby_container else None,
+        )
+        for i, dsn in enumerate(settings.standby_dsn)
+    ]
+    return ExternalBackend(primary, standbys, settings.timeout)
+
+
 def open_backend(settings: Settings) -> tuple[Backend, str]:
+    if settings.external:
+        return external_backend(settings), "servers given by DSN"
     if settings.backend == "docker":
         from .docker import DockerBackend
 
@@ -28,6 +51,4 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
         reason = f"auto: local, since {why}"
     else:
         reason = "asked for local"
-    from .local import LocalBackend
-
     return LocalBackend(settings.pg_bin, settings.timeout), reason

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pgstandby import Cluster, Node, Settings, WaitTimeoutError, binaries, start_cluster
+from pytest_pgstandby import (
+    Cluster,
+    ConfigurationError,
+    Node,
+    Settings,
+    WaitTimeoutError,
+    binaries,
+    start_cluster,
+)
 from pytest_pgstandby.assertions import (
     ReplicationAssertionError,
     ReplicationLag,
@@ -131,7 +139,7 @@ def test_a_password_in_a_dsn_never_reaches_a_message() -> None:
 def test_bad_input_is_refused_with_a_message() -> None:
     with pytest.raises(TypeError, match="must be a Node, a Server or a libpq DSN string"):
         assert_read_only(5432)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="is not a libpq conninfo") as info:
+    with pytest.raises(ConfigurationError, match="is not a libpq conninfo") as info:
         assert_read_only("host=127.0.0.1 password=s3cr3t-value nonsense")
     assert "s3cr3t-value" not in str(info.value)
 

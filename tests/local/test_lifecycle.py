@@ -16,7 +16,7 @@ from pytest_pgstandby import (
     WaitTimeoutError,
     start_cluster,
 )
-from pytest_pgstandby.backends.local import LocalBackend, processes_under, run_account
+from pytest_pgstandby.backends.local import LocalBackend, processes_under
 
 
 @pytest.fixture
@@ -111,12 +111,24 @@ def test_standby_script_refuses_a_data_dir_outside_the_harness_root(
 def test_tmpdir_must_be_reachable_by_the_server_account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    locked = tmp_path / "locked"  # under pytest's own 0700 directory
-    locked.mkdir(mode=0o700)
+    # Mode 0: root may still write it, but not the `postgres` account that runs servers
+    # for root; an unprivileged user, who runs the servers itself, cannot even enter it.
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o000)
     monkeypatch.setenv("PGSTANDBY_TMPDIR", str(locked))
-    if run_account().is_self:  # a normal user runs the servers itself: nothing to refuse
-        LocalBackend().close()
-    else:
-        with pytest.raises(SetupFailedError, match="cannot be reached by the account"):
+    try:
+        with pytest.raises(SetupFailedError, match="cannot be reached by the account") as info:
             LocalBackend()
+        assert "Fix: set PGSTANDBY_TMPDIR" in str(info.value)
+    finally:
+        locked.chmod(0o700)
     assert list(locked.iterdir()) == [], "nothing may be left in the refused directory"
+
+
+def test_missing_tmpdir_is_refused_naming_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGSTANDBY_TMPDIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SetupFailedError, match=r"does not exist.*Fix: set PGSTANDBY_TMPDIR"):
+        LocalBackend()
+    assert not (tmp_path / "nowhere").exists()

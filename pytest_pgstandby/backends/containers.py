@@ -1,0 +1,178 @@
+"""What any server in a Docker container needs, the harness's own or someone else's: a
+client as testcontainers configures it, reading the data directory through ``docker
+exec``, and the address a peer in the same network uses. The Docker backend and external
+servers named by container both use these, so no Docker call is written twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import docker
+import docker.errors
+
+from ..errors import DockerUnavailableError, FilesUnavailableError
+from .base import PeerAddress, pid_alive
+
+log = logging.getLogger(__name__)
+
+LABEL = "org.pgstandby"
+LABEL_OWNER_PID = "org.pgstandby.owner-pid"
+LABEL_OWNER_HOST = "org.pgstandby.owner-host"
+LABEL_CLUSTER = "org.pgstandby.cluster"
+
+
+def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
+    """A docker-py client as testcontainers configures it (``DOCKER_HOST``, ``TC_HOST``,
+    docker contexts), checked with a ping. The caller closes it."""
+    from testcontainers.core.docker_client import DockerClient
+
+    try:
+        client: docker.DockerClient = DockerClient(timeout=int(timeout)).client
+        client.ping()
+    except Exception as exc:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise DockerUnavailableError(
+            f"no Docker daemon answers at {where} ({type(exc).__name__}: {exc}). Fix: start "
+            "one (`dockerd &` as root, or `systemctl start docker`), set DOCKER_HOST, or use "
+            "--pgstandby-backend=local."
+        ) from None
+    return client
+
+
+def availability(image: str) -> tuple[bool, str]:
+    """Whether the Docker backend can run ``image`` now, and why (or why not)."""
+    try:
+        client = connect_docker(timeout=3)
+    except DockerUnavailableError:
+        return False, "no Docker daemon answers"
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return False, f"image {image} is not present (build it: pgstandby image build)"
+    finally:
+        client.close()
+    return True, f"Docker daemon answers and image {image} is present"
+
+
+def sweep_leftovers(client: docker.DockerClient) -> int:
+    """Remove our labelled containers and networks whose owning process (on this host)
+    is gone, e.g. after a pytest killed with SIGKILL. Returns how many were removed."""
+    host = socket.gethostname()
+    removed = 0
+    mine = {"label": [f"{LABEL}=1", f"{LABEL_OWNER_HOST}={host}"]}
+    for container in client.containers.list(all=True, filters=mine):
+        if not pid_alive(int(container.labels.get(LABEL_OWNER_PID, "0"))):
+            container.remove(force=True, v=True)
+            removed += 1
+    for network in client.networks.list(filters=mine):
+        if not pid_alive(int(network.attrs.get("Labels", {}).get(LABEL_OWNER_PID, "0"))):
+            network.remove()
+            removed += 1
+    if removed:
+        log.info("removed %d leftover container(s)/network(s) of dead processes", removed)
+    return removed
+
+
+def _error_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class ContainerFiles:
+    """The data directory of a server in a container, read with ``cat`` / ``test -e``
+    through ``docker exec``, for harness containers and someone else's alike."""
+
+    def __init__(
+        self,
+        container: str,
+        execute: Callable[[list[str]], tuple[int, bytes]],
+        data_dir: Callable[[], str],
+    ) -> None:
+        self.container = container
+        self._execute = execute
+        self._data_dir = data_dir
+
+    def path(self, relpath: str) -> str:
+        if relpath.startswith("/") or ".." in relpath.split("/"):
+            raise ValueError(f"{relpath!r} is outside the data directory of {self.container}")
+        base = self._data_dir().rstrip("/")
+        return f"{base}/{relpath}" if relpath else base
+
+    def location(self, relpath: str = "") -> str:
+        try:
+            return f"{self.container}:{self.path(relpath)}"
+        except FilesUnavailableError:
+            return f"{self.container}:?"
+
+    def _run(self, *argv: str) -> tuple[int, str]:
+        try:
+            code, out = self._execute(list(argv))
+        except Exception as exc:
+            raise FilesUnavailableError(
+                f"cannot run {argv[0]} in container {self.container}: {_error_line(exc)}"
+            ) from None
+        return int(code), bytes(out).decode(errors="replace")
+
+    def read(self, relpath: str) -> str:
+        path = self.path(relpath)
+        code, out = self._run("cat", path)
+        if code == 0:
+            return out
+        if "No such file" in out:
+            raise FileNotFoundError(f"{self.container}:{path}: {out.strip()}")
+        raise FilesUnavailableError(f"cannot read {self.container}:{path}: {out.strip()}")
+
+    def exists(self, relpath: str) -> bool:
+        return self._run("test", "-e", self.path(relpath))[0] == 0
+
+
+def container_address(container: Any, peer: Any | None, published_port: str) -> PeerAddress:
+    """How a peer reaches a server in ``container`` (docker-py objects): inside the Docker
+    networks the two share, by alias, DNS name, IP or container name, at the container
+    port that ``published_port`` (the port the test process uses) maps to."""
+    container.reload()
+    networks: dict[str, Any] = container.attrs["NetworkSettings"]["Networks"] or {}
+    names = set(networks)
+    if peer is not None:
+        peer.reload()
+        names &= set(peer.attrs["NetworkSettings"]["Networks"] or {})
+    hosts: list[str] = []
+    for name in sorted(names):
+        net = networks[name]
+        hosts += list(net.get("Aliases") or []) + list(net.get("DNSNames") or [])
+        if net.get("IPAddress"):
+            hosts.append(str(net["IPAddress"]))
+    hosts.append(str(container.name).lstrip("/"))
+    port = "5432"
+    for spec, bindings in (container.attrs["NetworkSettings"].get("Ports") or {}).items():
+        if any(str(b.get("HostPort")) == published_port for b in bindings or []):
+            port = str(spec.split("/")[0])
+    where = ", ".join(sorted(names)) or "no shared network"
+    return PeerAddress(list(dict.fromkeys(hosts)), port, f"container {container.name} in {where}")
+
+
+@functools.cache
+def _lookup_client(docker_host: str | None) -> docker.DockerClient:
+    return connect_docker()
+
+
+def find_container(name: str) -> Any:
+    """A container someone else runs, by name or id (FilesUnavailableError if none). One
+    client per process serves these look-ups."""
+    try:
+        return _lookup_client(os.environ.get("DOCKER_HOST")).containers.get(name)
+    except Exception as exc:
+        raise FilesUnavailableError(f"no container {name!r}: {_error_line(exc)}") from None
+
+
+def container_env(container: Any, key: str) -> str | None:
+    for item in container.attrs.get("Config", {}).get("Env") or []:
+        if item.startswith(f"{key}="):
+            return str(item.split("=", 1)[1])
+    return None
