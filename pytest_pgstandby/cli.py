@@ -22,8 +22,12 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+import psycopg
+
+from . import assertions as a
 from ._text import mask_secrets
 from ._wait import poll_until
+from .cluster import start_cluster
 from .config import BACKENDS, Settings
 from .errors import PgStandbyError
 from .labfiles import lab_dir, lab_file
@@ -62,7 +66,6 @@ def _lab_dsn(env: dict[str, str], role: str) -> str:
 
 def _wait_lab_streaming(env: dict[str, str], timeout: float) -> None:
     """Wait (bounded) until the lab's standby streams; the error shows its log tail."""
-    import psycopg
 
     def streaming() -> bool:
         with psycopg.connect(_lab_dsn(env, "standby"), connect_timeout=2) as conn:
@@ -91,6 +94,7 @@ def lab(args: argparse.Namespace) -> int:
     env.setdefault("PGSTANDBY_IMAGE", args.image or LAB_IMAGE_DEFAULT)
     base = [*_compose(), "-f", str(lab_dir() / "docker-compose.yml")]
     if args.action == "up":
+        # imported here: docker-py and testcontainers cost ~0.2 s, and only `lab up` needs them
         from .backends.docker import availability, connect_docker
 
         connect_docker().close()  # no daemon: an error that says how to start one
@@ -132,8 +136,6 @@ def grade(
     """Run every assertion helper on a running pair; print PASS/FAIL per check.
     Exit status 0 when all pass, 1 otherwise. A container name lets the checks read the
     standby's files, and compare addresses as the containers see each other."""
-    from . import assertions as a
-
     primary = a.Server(primary_dsn, container=primary_container)
     standby = a.Server(standby_dsn, data_dir=standby_data_dir, container=standby_container)
     checks: list[tuple[str, Callable[[], object]]] = [
@@ -166,8 +168,6 @@ def check(args: argparse.Namespace) -> int:
 
 
 def pair(args: argparse.Namespace) -> int:
-    from .cluster import start_cluster
-
     overrides = {"backend": args.backend, "standbys": args.standbys, "image": args.image}
     settings = Settings().with_overrides(**{k: v for k, v in overrides.items() if v})
     stop = threading.Event()

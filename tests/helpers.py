@@ -17,3 +17,37 @@ def wait_for_child_file(path: Path, proc: subprocess.Popen[bytes], timeout: floa
         abort=lambda: None if proc.poll() is None else f"the child exited ({proc.returncode})",
     )
     return path.read_text()
+
+
+# A downstream project's test file: fixtures only, no import of the harness. Run against
+# servers the harness did not start (--pgstandby-primary-dsn ...), it must pass unchanged.
+EXTERNAL_DOWNSTREAM_TEST = """
+import pytest
+
+
+def test_replicates(pgstandby_primary, pgstandby_standby):
+    pgstandby_primary.execute("CREATE TABLE IF NOT EXISTS downstream (x int)")
+    pgstandby_primary.execute("INSERT INTO downstream VALUES (1)")
+    pgstandby_primary.wait_for_catchup(pgstandby_standby)
+    assert pgstandby_standby.execute("SELECT count(*) >= 1 FROM downstream") == [(True,)]
+
+
+def test_the_standby_is_a_standby_by_its_files_too(pgstandby_standby):
+    assert pgstandby_standby.is_in_recovery()
+    assert pgstandby_standby.file_exists("standby.signal")
+    assert "primary_conninfo" in pgstandby_standby.read_file("postgresql.auto.conf")
+
+
+def test_the_cluster_is_the_pair_given(pgstandby_cluster):
+    assert [n.name for n in pgstandby_cluster.nodes] == ["primary", "standby1"]
+    assert not any(n.owned for n in pgstandby_cluster.nodes)
+
+
+def test_promote_and_stop_are_refused(pgstandby_primary, pgstandby_standby):
+    with pytest.raises(Exception, match="refusing to promote standby standby1") as info:
+        pgstandby_standby.promote()
+    assert "never starts, stops, kills, promotes" in str(info.value)
+    with pytest.raises(Exception, match="refusing to stop"):
+        pgstandby_primary.stop()
+    assert pgstandby_standby.is_in_recovery()
+"""

@@ -15,6 +15,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from testcontainers.core.docker_client import DockerClient
 
 from ..errors import DockerUnavailableError, FilesUnavailableError
 from .base import PeerAddress, pid_alive
@@ -30,8 +31,6 @@ LABEL_CLUSTER = "org.pgstandby.cluster"
 def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
     """A docker-py client as testcontainers configures it (``DOCKER_HOST``, ``TC_HOST``,
     docker contexts), checked with a ping. The caller closes it."""
-    from testcontainers.core.docker_client import DockerClient
-
     try:
         client: docker.DockerClient = DockerClient(timeout=int(timeout)).client
         client.ping()

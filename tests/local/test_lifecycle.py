@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
 from pathlib import Path
 
 import psycopg
@@ -16,7 +21,7 @@ from pytest_pgstandby import (
     WaitTimeoutError,
     start_cluster,
 )
-from pytest_pgstandby.backends.local import LocalBackend, processes_under
+from pytest_pgstandby.backends.local import LocalBackend, processes_under, sweep_leftovers
 
 
 @pytest.fixture
@@ -132,3 +137,42 @@ def test_missing_tmpdir_is_refused_naming_the_fix(
     with pytest.raises(SetupFailedError, match=r"does not exist.*Fix: set PGSTANDBY_TMPDIR"):
         LocalBackend()
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_keep_on_failure_keeps_a_failed_with_block_and_the_next_run_sweeps_it(
+    pytester: pytest.Pytester, pgstandby_settings: Settings, tmp_path: Path
+) -> None:
+    base = Path(tempfile.mkdtemp(prefix="keep-test-"))  # every account can traverse it
+    base.chmod(0o755)
+    record = tmp_path / "root"
+    script = textwrap.dedent(
+        f"""
+        import pathlib, sys
+        from pytest_pgstandby import start_cluster
+        try:
+            with start_cluster(backend="local", keep="on-failure",
+                               pg_bin={pgstandby_settings.pg_bin!r}) as cluster:
+                pathlib.Path({str(record)!r}).write_text(str(cluster.backend.root))
+                raise RuntimeError("the body failed")
+        except RuntimeError:
+            sys.exit(3)
+        """
+    )
+    env = {**os.environ, "PGSTANDBY_TMPDIR": str(base)}
+    try:
+        child = subprocess.run([sys.executable, "-c", script], env=env, timeout=120)
+        assert child.returncode == 3
+        root = Path(record.read_text())
+        assert (root / "standby1" / "standby.signal").exists(), "kept for inspection"
+        assert processes_under(root), "kept servers keep running after their owner exited"
+        # the next pytest run that starts a local cluster sweeps what the dead one kept
+        pytester.makepyfile("def test_one(pgstandby_cluster): pass")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PGSTANDBY_TMPDIR", str(base))
+            result = pytester.runpytest_subprocess("--pgstandby-backend=local")
+        result.assert_outcomes(passed=1)
+        assert not root.exists()
+        assert processes_under(root) == []
+    finally:
+        sweep_leftovers(base)
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,111 @@
+"""The external backend: a pair built by hand with the documented commands, handed to a
+downstream test file through --pgstandby-primary-dsn & co. It runs unchanged, and the
+pair is still running, unchanged, afterwards: the harness never touches such servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_pgstandby import NotOwnedError, Server, as_node
+from tests.helpers import EXTERNAL_DOWNSTREAM_TEST
+
+
+def _postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
+def test_a_downstream_file_runs_unchanged_against_a_hand_built_pair(
+    pytester: pytest.Pytester, hand_built_pair: tuple[str, str, Path]
+) -> None:
+    primary_dsn, standby_dsn, standby_dir = hand_built_pair
+    primary_dir = standby_dir.parent / "primary"
+    pids = _postmaster_pid(primary_dir), _postmaster_pid(standby_dir)
+    pytester.makepyfile(test_downstream=EXTERNAL_DOWNSTREAM_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        f"--pgstandby-primary-dsn={primary_dsn}",
+        f"--pgstandby-standby-dsn={standby_dsn}",
+        f"--pgstandby-standby-data-dir={standby_dir}",
+    )
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["pgstandby: external servers: primary host=127.0.0.1*"])
+    # still running, the same processes, the standby still a streaming standby
+    assert (_postmaster_pid(primary_dir), _postmaster_pid(standby_dir)) == pids
+    standby = as_node(Server(standby_dsn, data_dir=str(standby_dir)), "standby")
+    assert standby.is_in_recovery() and standby.file_exists("standby.signal")
+    standby.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
+
+
+def test_env_and_comma_lists_name_the_pair_too(
+    pytester: pytest.Pytester,
+    hand_built_pair: tuple[str, str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    primary_dsn, standby_dsn, standby_dir = hand_built_pair
+    monkeypatch.setenv("PGSTANDBY_PRIMARY_DSN", primary_dsn)
+    monkeypatch.setenv("PGSTANDBY_STANDBY_DSN", standby_dsn)
+    monkeypatch.setenv("PGSTANDBY_STANDBY_DATA_DIR", str(standby_dir))
+    pytester.makepyfile(test_downstream=EXTERNAL_DOWNSTREAM_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+
+
+def test_external_nodes_refuse_every_verb_that_would_change_them(
+    hand_built_pair: tuple[str, str, Path],
+) -> None:
+    _, standby_dsn, standby_dir = hand_built_pair
+    standby = as_node(standby_dsn, "standby")
+    for verb, call in [
+        ("promote", standby.promote),
+        ("stop", standby.stop),
+        ("start", standby.start),
+        ("restart", standby.restart),
+        ("kill", standby.kill),
+    ]:
+        with pytest.raises(NotOwnedError, match=f"refusing to {verb}") as info:
+            call()
+        assert "Fix:" in str(info.value)
+    assert standby.is_in_recovery()
+    with pytest.raises(Exception, match="it was given as a bare DSN"):
+        standby.read_file("postgresql.auto.conf")
+    with_files = as_node(Server(standby_dsn, data_dir=str(standby_dir)), "standby")
+    assert with_files.file_exists("standby.signal")
+    with pytest.raises(FileNotFoundError):
+        with_files.read_file("no-such-file")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--pgstandby-primary-dsn=host=127.0.0.1"], "*without a standby*Fix*"),
+        (["--pgstandby-standby-dsn=host=127.0.0.1"], "*without --pgstandby-primary-dsn*"),
+        (
+            [
+                "--pgstandby-primary-dsn=host=127.0.0.1",
+                "--pgstandby-standby-dsn=host=127.0.0.1 port=1",
+                "--pgstandby-backend=local",
+            ],
+            "*names a running server, but backend=local*Fix*",
+        ),
+        (
+            [
+                "--pgstandby-primary-dsn=host=127.0.0.1",
+                "--pgstandby-standby-dsn=host=127.0.0.1 port=1,host=127.0.0.1 port=2",
+                "--pgstandby-standby-data-dir=/srv/one",
+            ],
+            "*1 standby-data-dir value(s) for 2 standby DSN(s)*Fix*",
+        ),
+    ],
+)
+def test_inconsistent_external_options_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], expected: str
+) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-pgstandby: " + expected])

@@ -1,0 +1,132 @@
+"""The layers of docs/architecture.md, checked against the imports the code really has:
+each module imports only modules of lower layers; only backends/ touches docker-py or
+testcontainers; an import inside a function is allowed only for the Docker modules
+(docker-py and testcontainers cost ~0.2 s to import, so they load where Docker is used);
+no module is over 500 lines."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "pytest_pgstandby"
+
+# Rank of each module; a module may import only modules of a lower rank. Keep in step
+# with the picture in docs/architecture.md.
+LAYERS: dict[str, int] = {
+    "errors": 0,
+    "_text": 0,
+    "_wait": 1,
+    "labfiles": 1,
+    "config": 1,
+    "binaries": 1,
+    "backends": 2,  # backends/__init__: re-exports the interface
+    "backends.base": 2,
+    "backends.accounts": 3,
+    "backends.containers": 3,
+    "backends.local": 4,
+    "backends.docker": 4,
+    "backends.external": 4,
+    "backends.select": 5,
+    "cluster": 6,
+    "assertions.report": 7,
+    "assertions.servers": 8,
+    "assertions.conninfo": 9,
+    "assertions.walsenders": 10,
+    "assertions.standby": 11,
+    "assertions.primary_conninfo": 11,
+    "assertions.streaming": 11,
+    "assertions.lag": 11,
+    "assertions.waits": 11,
+    "assertions": 12,
+    "factories": 13,
+    "cli": 13,
+    "plugin": 14,
+    "": 15,  # pytest_pgstandby/__init__.py
+}
+LAZY_ALLOWED = {"backends.docker", "backends.containers"}
+DOCKER_LIBRARIES = ("docker", "testcontainers")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "lab" in path.relative_to(PACKAGE).parts:
+            continue
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _resolve(module: str, node: ast.ImportFrom, is_package: bool) -> list[str]:
+    """The package modules an ``from ... import ...`` names."""
+    base = module.split(".") if module else []
+    if not is_package:
+        base = base[:-1]
+    if node.level:
+        base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+        target = [*base, *(node.module.split(".") if node.module else [])]
+    else:
+        if not (node.module or "").startswith("pytest_pgstandby"):
+            return []
+        target = node.module.split(".")[1:]  # type: ignore[union-attr]
+    head = ".".join(target)
+    names = [f"{head}.{a.name}" if head else a.name for a in node.names]
+    known = _modules()
+    return [n for n in names if n in known] or [head]
+
+
+def _imports(module: str, path: Path) -> list[tuple[str, bool, int]]:
+    """(imported module, inside a function, line) for each import of the package's own."""
+    tree = ast.parse(path.read_text())
+    is_package = path.name == "__init__.py"
+    top_level = set(map(id, tree.body))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            for target in _resolve(module, node, is_package):
+                out.append((target, id(node) not in top_level, node.lineno))
+    return out
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_each_module_imports_only_lower_layers(module: str) -> None:
+    path = _modules()[module]
+    assert module in LAYERS, f"{module} has no layer in LAYERS (and docs/architecture.md)"
+    for target, lazy, line in _imports(module, path):
+        if target == "pytest_pgstandby":
+            target = ""
+        assert target in LAYERS, f"{path.name}:{line} imports unknown module {target!r}"
+        # a package's __init__ may re-export its own modules
+        assert LAYERS[target] < LAYERS[module] or target.startswith(module + "."), (
+            f"{path.name}:{line}: {module} (layer {LAYERS[module]}) imports {target} (layer "
+        )
+        f"{LAYERS[target]})"
+        if lazy:
+            assert target in LAZY_ALLOWED, (
+                f"{path.name}:{line}: an import inside a function ({target}); import at the top"
+            )
+
+
+def test_only_backends_import_docker_libraries() -> None:
+    for module, path in _modules().items():
+        if module.startswith("backends"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            for name in names:
+                assert name.split(".")[0] not in DOCKER_LIBRARIES, f"{module} imports {name}"
+
+
+def test_no_module_is_over_500_lines() -> None:
+    sizes = {m: len(p.read_text().splitlines()) for m, p in _modules().items()}
+    assert {m: n for m, n in sizes.items() if n > 500} == {}
