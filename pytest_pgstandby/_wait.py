@@ -23,6 +23,10 @@ def connect_budget(bound: float) -> int:
     return max(2, min(MAX_CONNECT_TIMEOUT, math.ceil(bound)))
 
 
+class NotYet(Exception):
+    """Raised by a check to say "not yet" and what it saw (shown as the last state)."""
+
+
 def poll_until(
     check: Callable[[], T],
     *,
@@ -45,6 +49,8 @@ def poll_until(
             if result:
                 return result
             last = repr(result)
+        except NotYet as exc:
+            last = str(exc)
         except Exception as exc:
             last = f"{type(exc).__name__}: {str(exc).strip()}"
         reason = abort() if abort else None
@@ -61,7 +67,9 @@ def _message(head: str, last: str, log: Callable[[], str] | None) -> str:
     text = f"{head}\n  last observed: {mask_secrets(last)}"
     if log is not None:
         try:
-            text += "\n  log tail:\n" + tail(log())
+            logged = log()
         except OSError as exc:
-            text += f"\n  (log unreadable: {exc})"
+            return text + f"\n  (log unreadable: {exc})"
+        if logged.strip():
+            text += "\n  log tail:\n" + tail(logged)
     return text

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from ._text import mask_secrets
-from ._wait import connect_budget, poll_until
+from ._wait import NotYet, connect_budget, poll_until
 from .backends.base import Backend, NodeHandle, PeerAddress, StopMode, shown_dsn
 from .backends.external import ExternalNode, Server
 from .backends.select import open_backend
@@ -150,13 +150,13 @@ class Node:
         self, sql: str, expected: Any = True, timeout: float | None = None
     ) -> None:
         """Run ``sql`` until its first value equals ``expected`` (bounded, fast polling)."""
-        seen: list[Any] = []
         budget = connect_budget(timeout or self.timeout)
 
         def check() -> bool:
             value = self.query_value(sql, connect_timeout=budget)
-            seen[:] = [value]
-            return bool(value == expected)
+            if value != expected:
+                raise NotYet(f"returned {value!r}")
+            return True
 
         poll_until(
             check,
@@ -180,25 +180,20 @@ class Node:
         budget = connect_budget(timeout or self.timeout)
         target = target_lsn or self.query_value(_UPSTREAM_LSN, connect_timeout=budget)
         column = _STANDBY_LSN[mode]
-        seen: dict[str, Any] = {}
 
         def check() -> bool:
             row = standby.execute(
                 f"SELECT {column}::text, {column} >= %s::pg_lsn", [target], connect_timeout=budget
             )[0]
-            seen["lsn"] = row[0]
-            return bool(row[1])
-
-        def standby_log() -> str:
-            return f"(standby {standby.name} {mode} LSN {seen.get('lsn')}, target {target})\n" + (
-                standby.log()
-            )
+            if not row[1]:
+                raise NotYet(f"{standby.name} {mode} LSN {row[0]}, target {target}")
+            return True
 
         poll_until(
             check,
             what=f"{standby.name} to {mode} up to {target} of {self.name}",
             timeout=timeout or self.timeout,
-            log=standby_log,
+            log=standby.log,
         )
         return str(target)
 

@@ -18,6 +18,7 @@ from pytest_pgstandby.assertions import (
     poll_query_until,
     wait_for_catchup,
 )
+from tests.docs import assert_documented
 
 PRIMARY_ALIAS = "postgres-primary-lab"
 
@@ -73,5 +74,6 @@ def test_the_primary_as_the_host_sees_it_is_not_what_the_standby_uses(pair: Clus
     with pytest.raises(ReplicationAssertionError, match=f"host is '{PRIMARY_ALIAS}'") as info:
         assert_primary_conninfo(pair.standby, pair.primary.dsn)
     assert "expected '127.0.0.1'" in str(info.value)
+    assert_documented(str(info.value))
     assert "Server(dsn, container=...), or host=/port= as the standby sees it" in str(info.value)
     assert_primary_conninfo(pair.standby, pair.primary.dsn, host=PRIMARY_ALIAS, port=5432)

@@ -33,6 +33,7 @@ from pytest_pgstandby.assertions import (
     wait_for_catchup,
 )
 from pytest_pgstandby.backends.local import free_port
+from tests.docs import assert_documented
 
 LOCAL_PASSWORD = "replicator_password"  # what the local backend's standbys carry
 
@@ -109,6 +110,7 @@ def test_waits_on_dsns_are_bounded_and_say_what_they_awaited(pair: Cluster) -> N
     with pytest.raises(WaitTimeoutError, match=r"`SELECT 1` on .* to return 2") as info:
         poll_query_until(pair.standby.dsn, "SELECT 1", 2, timeout=0.3)
     assert "last observed" in str(info.value)
+    assert_documented(str(info.value))
 
 
 def test_file_checks_on_a_bare_dsn_say_which_argument_enables_them(pair: Cluster) -> None:
@@ -118,6 +120,7 @@ def test_file_checks_on_a_bare_dsn_say_which_argument_enables_them(pair: Cluster
     assert "standby.signal could not be checked" in text
     assert "Server(dsn, data_dir=" in text and "Server(dsn, container=" in text
     assert "pg_is_in_recovery() -> True" in text
+    assert_documented(text)
     # primary_conninfo is still checked from pg_settings; the files are only reported
     assert_primary_conninfo(pair.standby.dsn, pair.primary.dsn)
 
@@ -154,6 +157,7 @@ def test_a_server_started_without_standby_signal_is_no_standby(fresh: Cluster) -
     assert "pg_is_in_recovery() is false: the server runs as a primary" in text
     assert "Rebuild it from the primary" in text
     assert len(info.value.problems) == 2
+    assert_documented(text)
 
 
 def test_primary_conninfo_with_a_wrong_port_and_a_password(fresh: Cluster) -> None:
@@ -189,6 +193,8 @@ def test_primary_conninfo_with_a_wrong_port_and_a_password(fresh: Cluster) -> No
         assert_streaming(primary, standby, timeout=0.5)
     messages.append(str(info.value))
     assert "the primary has no walsender for application_name 'walreceiver'" in str(info.value)
+    assert_documented(messages[0])
+    assert_documented(messages[1])
 
     primary.execute("CREATE TABLE written_while_cut_off AS SELECT generate_series(1, 1000)")
     with pytest.raises(ReplicationAssertionError, match="measured lag >") as info:
@@ -215,6 +221,7 @@ def test_a_promoted_standby_fails_read_only_saying_the_write_succeeded(fresh: Cl
     assert "the write succeeded: `CREATE TABLE pgstandby_ro_probe_" in text
     assert "the write succeeded: `INSERT INTO public.existing" in text
     assert "does not exist (nothing changed)" in text
+    assert_documented(text)
     assert standby.execute(
         "SELECT count(*) FROM pg_class WHERE relname LIKE 'pgstandby_ro_probe_%'"
     ) == [(0,)]
@@ -243,6 +250,7 @@ def test_a_frozen_standby_fails_the_lag_check_with_the_measured_lag(fresh: Clust
     assert "stayed at" in text and "standby's pg_last_wal_replay_lsn()" in text
     byte_line = next(line for line in text.splitlines() if "byte lag:" in line)
     assert "byte lag: 0 bytes" not in byte_line and "unknown" not in byte_line
+    assert_documented(text)
     primary.wait_for_catchup(standby, timeout=30)
     assert_replication_lag(primary, standby)
 

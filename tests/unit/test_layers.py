@@ -102,10 +102,11 @@ def test_each_module_imports_only_lower_layers(module: str) -> None:
             target = ""
         assert target in LAYERS, f"{path.name}:{line} imports unknown module {target!r}"
         # a package's __init__ may re-export its own modules
-        assert LAYERS[target] < LAYERS[module] or target.startswith(module + "."), (
-            f"{path.name}:{line}: {module} (layer {LAYERS[module]}) imports {target} (layer "
+        downward = LAYERS[target] < LAYERS[module] or target.startswith(module + ".")
+        assert downward, (
+            f"{path.name}:{line}: {module} (layer {LAYERS[module]}) imports {target} "
+            f"(layer {LAYERS[target]})"
         )
-        f"{LAYERS[target]})"
         if lazy:
             assert target in LAZY_ALLOWED, (
                 f"{path.name}:{line}: an import inside a function ({target}); import at the top"
