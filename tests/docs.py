@@ -15,6 +15,9 @@ _FOLD = [
     (re.compile(r"pgstandby-[0-9a-f]{10}-"), "pgstandby-<cluster>-"),
     (re.compile(r"pgstandby_ro_probe_[0-9a-f]+"), "pgstandby_ro_probe_<id>"),
     (re.compile(r"\b[0-9A-F]+/[0-9A-F]+\b"), "<lsn>"),
+    # observed values that may or may not have been reported yet at that instant
+    (re.compile(r"\b(None|\d+:\d\d:\d\d(\.\d+)?)\b"), "<value>"),
+    (re.compile(r"<lsn>|<value>"), "<value>"),
     (re.compile(r"\d+(\.\d+)?"), "N"),
 ]
 

@@ -77,35 +77,3 @@ def test_external_nodes_refuse_every_verb_that_would_change_them(
     assert with_files.file_exists("standby.signal")
     with pytest.raises(FileNotFoundError):
         with_files.read_file("no-such-file")
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["--pgstandby-primary-dsn=host=127.0.0.1"], "*without a standby*Fix*"),
-        (["--pgstandby-standby-dsn=host=127.0.0.1"], "*without --pgstandby-primary-dsn*"),
-        (
-            [
-                "--pgstandby-primary-dsn=host=127.0.0.1",
-                "--pgstandby-standby-dsn=host=127.0.0.1 port=1",
-                "--pgstandby-backend=local",
-            ],
-            "*names a running server, but backend=local*Fix*",
-        ),
-        (
-            [
-                "--pgstandby-primary-dsn=host=127.0.0.1",
-                "--pgstandby-standby-dsn=host=127.0.0.1 port=1,host=127.0.0.1 port=2",
-                "--pgstandby-standby-data-dir=/srv/one",
-            ],
-            "*1 standby-data-dir value(s) for 2 standby DSN(s)*Fix*",
-        ),
-    ],
-)
-def test_inconsistent_external_options_are_usage_errors(
-    pytester: pytest.Pytester, args: list[str], expected: str
-) -> None:
-    pytester.makepyfile("def test_nothing(): pass")
-    result = pytester.runpytest_subprocess(*args)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: pytest-pgstandby: " + expected])

@@ -47,15 +47,20 @@ def test_lsn_kinds_and_catchup(fresh) -> None:  # type: ignore[no-untyped-def]
 
 def test_catchup_timeout_names_what_it_awaited(fresh) -> None:  # type: ignore[no-untyped-def]
     primary, standby = fresh.primary, fresh.standby
+    replayed = standby.lsn("replay")
+    with pytest.raises(WaitTimeoutError) as info:
+        primary.wait_for_catchup(standby, target_lsn="FFFF/0", timeout=0.5)
+    text = str(info.value)
+    assert "timed out after 0.5s waiting for standby1 to replay up to FFFF/0 of primary" in text
+    assert f"last observed: standby1 replay LSN {replayed}, target FFFF/0" in text
     os.kill(standby.handle.proc.pid, signal.SIGSTOP)  # freeze the standby's postmaster...
     try:
         with pytest.raises(WaitTimeoutError) as info:
             primary.wait_for_catchup(standby, target_lsn="FFFF/0", timeout=0.5)
     finally:
         os.kill(standby.handle.proc.pid, signal.SIGCONT)
-    text = str(info.value)
-    assert "standby1 to replay up to FFFF/0 of primary" in text
-    assert "target FFFF/0" in text and "log tail" in text
+    text = str(info.value)  # ...and the wait says it could not even connect
+    assert "last observed: ConnectionTimeout" in text and "log tail" in text
 
 
 def test_stop_start_restart_and_kill(fresh) -> None:  # type: ignore[no-untyped-def]

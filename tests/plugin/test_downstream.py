@@ -107,6 +107,25 @@ def test_failing_test_report_carries_the_servers_logs(pytester: pytest.Pytester)
         (["--pgstandby-pg-bin=/nonexistent/bin"], "*not a directory*Fix*pg_config --bindir*"),
         (["--pgstandby-keep=sometimes"], "*unknown keep mode 'sometimes'*"),
         (["--pgstandby-standbys=0"], "*at least one standby*"),
+        (["--pgstandby-timeout=nan"], "*must be a positive number of seconds*Fix*"),
+        (["--pgstandby-primary-dsn=host=127.0.0.1"], "*without a standby*Fix*"),
+        (["--pgstandby-standby-dsn=host=127.0.0.1"], "*without --pgstandby-primary-dsn*"),
+        (
+            [
+                "--pgstandby-primary-dsn=host=127.0.0.1",
+                "--pgstandby-standby-dsn=host=127.0.0.1 port=1",
+                "--pgstandby-backend=local",
+            ],
+            "*names a running server, but backend=local*Fix*",
+        ),
+        (
+            [
+                "--pgstandby-primary-dsn=host=127.0.0.1",
+                "--pgstandby-standby-dsn=host=127.0.0.1 port=1,host=127.0.0.1 port=2",
+                "--pgstandby-standby-data-dir=/srv/one",
+            ],
+            "*1 standby-data-dir value(s) for 2 standby DSN(s)*Fix*",
+        ),
     ],
 )
 def test_bad_options_are_usage_errors_that_name_the_fix(

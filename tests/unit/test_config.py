@@ -34,3 +34,30 @@ def test_bad_values_name_the_problem(raw: dict[str, str], message: str) -> None:
 def test_unknown_override_is_refused() -> None:
     with pytest.raises(ConfigurationError, match=r"unknown pgstandby setting.*standby_count"):
         Settings().with_overrides(standby_count=2)
+
+
+def test_standby_dsns_split_only_where_a_new_dsn_starts() -> None:
+    s = from_sources(
+        env={
+            "PGSTANDBY_PRIMARY_DSN": "host=p",
+            "PGSTANDBY_STANDBY_DSN": "host=a,b port=5433,postgresql://u@c:5434/db, host=d",
+            "PGSTANDBY_STANDBY_CONTAINER": "one,two,three",
+        }
+    )
+    assert s.standby_dsn == ("host=a,b port=5433", "postgresql://u@c:5434/db", "host=d")
+    assert s.standby_container == ("one", "two", "three")
+    assert s.external and s.standby_count == 3
+    assert not Settings().external and Settings().standby_count == 1
+
+
+def test_keep_policy() -> None:
+    assert [Settings(keep=k).keeps(failed=False) for k in ("never", "on-failure", "always")] == [
+        False,
+        False,
+        True,
+    ]
+    assert [Settings(keep=k).keeps(failed=True) for k in ("never", "on-failure", "always")] == [
+        False,
+        True,
+        True,
+    ]
