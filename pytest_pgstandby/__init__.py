@@ -19,7 +19,7 @@ from .assertions import (  # noqa: E402
     poll_query_until,
     wait_for_catchup,
 )
-from .cluster import Cluster, Node, ServerLike, as_node, build_cluster, start_cluster  # noqa: E402
+from .cluster import Cluster, build_cluster, start_cluster  # noqa: E402
 from .config import Settings  # noqa: E402
 from .errors import (  # noqa: E402
     BinariesNotFoundError,
@@ -34,6 +34,7 @@ from .errors import (  # noqa: E402
     UnsafeDataDirError,
     WaitTimeoutError,
 )
+from .node import Node, ServerLike, as_node  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -19,6 +19,9 @@ DEFAULT_TIMEOUT = 60.0
 LIST_SETTINGS = ("standby_dsn", "standby_data_dir", "standby_container")
 # A comma separates two DSNs only where the next one starts (a URI, or a key=value):
 # "host=a,b port=5432" is one multi-host DSN, not two.
+_SYNC_METHOD = re.compile(r"(?i)(FIRST|ANY) [1-9][0-9]*")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 _DSN_SEPARATOR = re.compile(r",\s*(?=postgres(?:ql)?://|[A-Za-z_]+\s*=)")
 
 
@@ -45,6 +48,9 @@ class Settings:
     standby_dsn: tuple[str, ...] = ()
     standby_data_dir: tuple[str, ...] = ()
     standby_container: tuple[str, ...] = ()
+    cascade: bool = False
+    slots: bool = False
+    synchronous: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -66,6 +72,12 @@ class Settings:
             raise ConfigurationError(
                 f"timeout={self.timeout}: must be a positive number of seconds. "
                 "Fix: --pgstandby-timeout 60."
+            )
+        if self.synchronous is not None and not _SYNC_METHOD.fullmatch(self.synchronous):
+            raise ConfigurationError(
+                f"synchronous={self.synchronous!r}: say how many standbys a commit waits for. "
+                "Fix: 'FIRST 1' (priority order) or 'ANY 1' (quorum), as in "
+                "synchronous_standby_names."
             )
         self._check_external()
 
@@ -153,6 +165,9 @@ def _coerce(raw: Mapping[str, Any]) -> dict[str, Any]:
         if key in LIST_SETTINGS:
             out[key] = _split_plain(value)
             continue
+        if key in ("cascade", "slots"):
+            out[key] = _boolean(key, value)
+            continue
         try:
             if key == "standbys":
                 value = int(value)
@@ -164,6 +179,17 @@ def _coerce(raw: Mapping[str, Any]) -> dict[str, Any]:
             ) from None
         out[key] = value
     return out
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE + _FALSE:
+        return text in _TRUE
+    raise ConfigurationError(
+        f"{key}={value!r} is not a yes/no value. Fix: --pgstandby-{key} true or false."
+    )
 
 
 def from_sources(

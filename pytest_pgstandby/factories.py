@@ -68,10 +68,20 @@ def cluster(
     pg_bin: str | None = None,
     keep: str | None = None,
     timeout: float | None = None,
+    cascade: bool | None = None,
+    slots: bool | None = None,
+    synchronous: str | None = None,
 ) -> Callable[..., Any]:
     """Make a cluster fixture. Unset arguments come from the command line, ini file and
     environment; with ``scope="function"`` a ``@pytest.mark.pgstandby(...)`` marker on
-    the test overrides them too."""
+    the test overrides them too.
+
+    ``cascade=True`` chains the standbys (each streams from the one before);
+    ``slots=True`` gives each a physical slot on its upstream; ``synchronous="FIRST 1"``
+    or ``"ANY 1"`` makes the primary's standbys synchronous.
+
+    >>> sync_pair = cluster(scope="function", standbys=2, synchronous="ANY 1")  # doctest: +SKIP
+    """
     overrides = {
         "standbys": standbys,
         "backend": backend,
@@ -79,6 +89,9 @@ def cluster(
         "pg_bin": pg_bin,
         "keep": keep,
         "timeout": timeout,
+        "cascade": cascade,
+        "slots": slots,
+        "synchronous": synchronous,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
 

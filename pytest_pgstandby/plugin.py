@@ -11,10 +11,11 @@ import pytest
 from . import binaries
 from ._text import mask_secrets
 from .backends.select import docker_status
-from .cluster import Cluster, Node
+from .cluster import Cluster
 from .config import BACKENDS, KEEP, LIST_SETTINGS, Settings
 from .errors import PgStandbyError
 from .factories import LIVE_KEY, cluster_for_request, settings_for
+from .node import Node
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 
@@ -31,6 +32,9 @@ _HELP = {
     "standby_dsn": "DSN of a running standby (repeat, or a comma list, for more)",
     "standby_data_dir": "each standby's data directory on this machine, in order",
     "standby_container": "each standby's Docker container, in order",
+    "cascade": "chain the standbys: each streams from the one before (default false)",
+    "slots": "give each standby a physical replication slot on its upstream (default false)",
+    "synchronous": "make the primary's standbys synchronous: 'FIRST n' or 'ANY n'",
 }
 
 

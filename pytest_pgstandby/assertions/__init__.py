@@ -23,7 +23,7 @@ then one module per check, and ``waits``.
 from __future__ import annotations
 
 from ..backends.external import Server
-from ..cluster import ServerLike
+from ..node import ServerLike
 from .lag import LAG_PROBE_TABLE, ReplicationLag, assert_replication_lag
 from .primary_conninfo import assert_primary_conninfo
 from .report import ReplicationAssertionError

@@ -12,8 +12,8 @@ import psycopg
 import psycopg.errors
 
 from ..backends.base import conninfo_params, shown_dsn
-from ..cluster import Node
 from ..errors import FilesUnavailableError
+from ..node import Node
 from .report import Report, error_text
 from .servers import files_where, read_or_none, rows, scalar
 

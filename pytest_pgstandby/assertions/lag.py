@@ -13,8 +13,8 @@ import psycopg
 import psycopg.errors
 
 from .._wait import poll_until
-from ..cluster import ServerLike
 from ..errors import WaitTimeoutError
+from ..node import ServerLike
 from .report import Report, error_text
 from .servers import CONNECT_TIMEOUT, connect, nodes, rows, scalar, secrets_of
 from .walsenders import read_conninfo_quietly, receiver_app_name, show_sender, walsenders

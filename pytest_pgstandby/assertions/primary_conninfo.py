@@ -8,7 +8,7 @@ import psycopg
 from .._text import MASK
 from .._wait import connect_budget
 from ..backends.base import LOOPBACK
-from ..cluster import Node, ServerLike
+from ..node import Node, ServerLike
 from .conninfo import (
     describe_sources,
     parse_conninfo,

@@ -11,8 +11,8 @@ import psycopg
 
 from .._wait import connect_budget
 from ..backends.base import conninfo_params
-from ..cluster import Node, ServerLike, as_node
 from ..errors import FilesUnavailableError, PgStandbyError
+from ..node import Node, ServerLike, as_node
 from .report import Report, error_text
 
 #: Seconds any single connection attempt of a check may take (libpq counts whole seconds,

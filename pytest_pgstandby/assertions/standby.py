@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 
-from ..cluster import ServerLike
 from ..errors import FilesUnavailableError
+from ..node import ServerLike
 from .report import Report, error_text
 from .servers import connect, file_exists, files_where, nodes, scalar, secrets_of
 

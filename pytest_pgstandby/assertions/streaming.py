@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 
 from .._wait import poll_until
-from ..cluster import Node, ServerLike
 from ..errors import WaitTimeoutError
+from ..node import Node, ServerLike
 from .conninfo import passwords, shown
 from .report import Report, error_text
 from .servers import connect, nodes, params_of, rows, scalar, secrets_of

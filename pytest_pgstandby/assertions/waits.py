@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cluster import CatchupMode, ServerLike
+from ..node import CatchupMode, ServerLike
 from .servers import nodes
 
 

@@ -209,6 +209,13 @@ class DockerNode(OwnedHandle):
             self.wrapped.kill(signal=signal.SIGKILL)
             self._wait_exited(30, "SIGKILL")
 
+    def pause(self) -> None:
+        """``docker pause``: the cgroup freezer stops every process of the container."""
+        self.wrapped.pause()
+
+    def resume(self) -> None:
+        self.wrapped.unpause()
+
     def remove(self) -> None:
         """Remove the container and its anonymous volumes (testcontainers' stop)."""
         self.container.stop(force=True, delete_volume=True)
@@ -337,6 +344,12 @@ class DockerBackend:
         )
         if up.role != "primary":
             container = container.with_env("PGSTANDBY_PRIMARY_HOST", up.alias)
+        # The seed's start command, with the standby's name as cluster_name: its WAL
+        # receiver's application_name, by which the upstream knows it.
+        container = container.with_env(
+            "PGSTANDBY_START_COMMAND",
+            f"docker-entrypoint.sh postgres -D {PGDATA} -c cluster_name={name}",
+        )
         container = (
             container.with_env("PGSTANDBY_POLL_INTERVAL", "0.1")
             # A standby's data is a copy that setup-standby.sh remakes at every start

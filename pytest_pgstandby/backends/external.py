@@ -150,6 +150,12 @@ class ExternalNode:
     def kill(self) -> None:
         self.refuse_unless_owned("kill")
 
+    def pause(self) -> None:
+        self.refuse_unless_owned("pause")
+
+    def resume(self) -> None:
+        self.refuse_unless_owned("resume")
+
     # state ------------------------------------------------------------------------------
     def is_running(self) -> bool:
         """Whether it accepts a connection now (the harness has no process to look at)."""

@@ -147,6 +147,8 @@ class LocalNode(OwnedHandle):
             "-D", self.data_dir,
             "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1",
+            # the WAL receiver's application_name: a standby is known upstream by its name
+            "-c", f"cluster_name={self.name}",
             "-c", f"unix_socket_directories={self.backend.socket_dir}",
         ]  # fmt: skip
 
@@ -206,6 +208,8 @@ class LocalNode(OwnedHandle):
     def stop_escalating(self, patience: float = 3.0) -> None:
         """Fast shutdown, then SIGKILL if it is held up (a backend forked for a client that
         connected while the server was frozen can sit out authentication_timeout)."""
+        if self.is_running():
+            self.resume()  # a paused server cannot stop
         try:
             self.stop("fast", timeout=patience)
         except WaitTimeoutError:
@@ -218,6 +222,24 @@ class LocalNode(OwnedHandle):
             assert self.proc is not None
             self.proc.kill()
             self.proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP to the postmaster first (so that it forks nothing new), then to every
+        process working in the data directory: PostgreSQL's children each call setsid(),
+        so no process group holds them all, but each chdirs into the data directory."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        if not self.is_running():
+            raise SetupFailedError(f"{self.name} is not running; start() it first")
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+        for pid in processes_under(Path(self.data_dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def _path(self, relpath: str) -> Path:
         base = Path(self.data_dir).resolve()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 
@@ -27,3 +29,13 @@ def docker_client():  # type: ignore[no-untyped-def]
 def pair(docker_client, pgstandby_settings: Settings) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
     with start_cluster(pgstandby_settings, backend="docker", standbys=1) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def make_cluster(docker_client, pgstandby_settings: Settings):  # type: ignore[no-untyped-def]
+    """A cluster of its own for a scenario: ``with make_cluster(standbys=2) as c: ...``."""
+
+    def make(**settings: Any) -> AbstractContextManager[Cluster]:
+        return start_cluster(pgstandby_settings, backend="docker", **settings)
+
+    return make

@@ -5,7 +5,9 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +84,13 @@ def hand_built_pair(pgstandby_settings: Settings) -> Iterator[tuple[str, str, Pa
             if (root / node / "postmaster.pid").exists():
                 _as_server_account(f"pg_ctl -D {node} stop -m fast -w", root, bindir)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def make_cluster(pgstandby_settings: Settings):  # type: ignore[no-untyped-def]
+    """A cluster of its own for a scenario: ``with make_cluster(standbys=2) as c: ...``."""
+
+    def make(**settings: Any) -> AbstractContextManager[Cluster]:
+        return start_cluster(pgstandby_settings, backend="local", **settings)
+
+    return make

@@ -192,7 +192,7 @@ def test_primary_conninfo_with_a_wrong_port_and_a_password(fresh: Cluster) -> No
     with pytest.raises(ReplicationAssertionError, match="no WAL receiver") as info:
         assert_streaming(primary, standby, timeout=0.5)
     messages.append(str(info.value))
-    assert "the primary has no walsender for application_name 'walreceiver'" in str(info.value)
+    assert "the primary has no walsender for application_name 'standby1'" in str(info.value)
     assert_documented(messages[0])
     assert_documented(messages[1])
 

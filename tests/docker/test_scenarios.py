@@ -1,0 +1,3 @@
+"""The replication scenarios on the Docker backend (containers of the lab image)."""
+
+from tests.scenarios import *  # noqa: F403

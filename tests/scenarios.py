@@ -1,0 +1,152 @@
+"""Replication scenarios every backend must show, each on a cluster of its own, in the
+vocabulary of PostgreSQL's Cluster.pm. Imported by tests/local and tests/docker, each of
+which provides ``make_cluster(**settings)`` (a context manager) for its backend.
+
+docs/scenarios.md shows each as code a user can copy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import psycopg
+import pytest
+
+from pytest_pgstandby import Cluster, Node
+
+MakeCluster = Callable[..., AbstractContextManager[Cluster]]
+
+
+def _table() -> str:
+    return f"t_{uuid.uuid4().hex[:8]}"
+
+
+def test_primary_killed_then_promote_and_follow(make_cluster: MakeCluster) -> None:
+    with make_cluster(standbys=2) as cluster:
+        primary, standby1, standby2 = cluster.primary, *cluster.standbys
+        table = _table()
+        primary.execute(f"CREATE TABLE {table} AS SELECT 1 AS id")
+        for standby in cluster.standbys:
+            primary.wait_for_catchup(standby)
+        timeline = standby1.timeline()
+
+        primary.kill()
+        # the standby still serves reads, stays read-only, and streams from nobody
+        assert standby1.execute(f"SELECT count(*) FROM {table}") == [(1,)]
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            standby1.execute(f"INSERT INTO {table} VALUES (2)")
+        standby1.poll_query_until(
+            "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'", 0
+        )
+
+        standby1.promote()
+        assert standby1.timeline() == timeline + 1
+        standby1.execute(f"INSERT INTO {table} VALUES (2)")
+        standby2.follow(standby1)
+        standby1.wait_for_catchup(standby2)
+        assert standby2.execute(f"SELECT count(*) FROM {table}") == [(2,)]
+        assert standby2.timeline() == timeline + 1
+        assert standby2.is_in_recovery()
+
+
+def _commit_in_thread(node: Node, sql: str) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``sql`` (autocommit: its commit waits for synchronous standbys) in a thread;
+    the result dict gets the backend pid, the notices, and "done"."""
+    result: dict[str, Any] = {"notices": []}
+    started = threading.Event()
+
+    def run() -> None:
+        with node.connect() as conn:
+            conn.add_notice_handler(lambda d: result["notices"].append(d.message_primary))
+            result["pid"] = conn.info.backend_pid
+            started.set()
+            conn.execute(sql.encode())
+            result["done"] = True
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(30), "the committing session did not connect"
+    return thread, result
+
+
+def test_a_synchronous_commit_waits_for_its_paused_standby(make_cluster: MakeCluster) -> None:
+    with make_cluster(standbys=1, synchronous="FIRST 1") as cluster:
+        primary, standby = cluster.primary, cluster.standby
+        table = _table()
+        primary.execute(f"CREATE TABLE {table} (id int)")  # returns: the standby answers
+        standby.pause()
+        try:
+            thread, result = _commit_in_thread(primary, f"INSERT INTO {table} VALUES (1)")
+            # the commit is waiting for the standby, as PostgreSQL itself says
+            primary.poll_query_until(
+                "SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
+                "SyncRep",
+                params=[result["pid"]],
+            )
+            assert "done" not in result
+            primary.execute("SELECT pg_cancel_backend(%s)", [result["pid"]])
+            thread.join(cluster.settings.timeout)
+            assert result.get("done"), "the cancelled commit did not return"
+            assert any(
+                "canceling wait for synchronous replication" in n for n in result["notices"]
+            ), result["notices"]
+        finally:
+            standby.resume()
+        thread, result = _commit_in_thread(primary, f"INSERT INTO {table} VALUES (2)")
+        thread.join(cluster.settings.timeout)
+        assert result.get("done"), "with the standby back, a commit returns"
+        primary.wait_for_catchup(standby)
+        assert standby.execute(f"SELECT count(*) FROM {table}") == [(2,)]
+
+
+def test_any_one_of_two_does_not_wait_for_a_paused_standby(make_cluster: MakeCluster) -> None:
+    with make_cluster(standbys=2, synchronous="ANY 1") as cluster:
+        primary, standby1, standby2 = cluster.primary, *cluster.standbys
+        states = primary.execute(
+            "SELECT application_name, sync_state FROM pg_stat_replication ORDER BY 1"
+        )
+        assert states == [("standby1", "quorum"), ("standby2", "quorum")]
+        table = _table()
+        primary.execute(f"CREATE TABLE {table} (id int)")
+        standby1.pause()
+        try:
+            thread, result = _commit_in_thread(primary, f"INSERT INTO {table} VALUES (1)")
+            thread.join(cluster.settings.timeout)
+            assert result.get("done"), "ANY 1 of two: the other standby answers"
+            primary.wait_for_catchup(standby2)
+            assert standby2.execute(f"SELECT count(*) FROM {table}") == [(1,)]
+        finally:
+            standby1.resume()
+
+
+def test_a_cascade_of_three_feeds_each_node_from_the_one_before(
+    make_cluster: MakeCluster,
+) -> None:
+    with make_cluster(standbys=3, cascade=True) as cluster:
+        chain = cluster.nodes
+        table = _table()
+        chain[0].execute(f"CREATE TABLE {table} AS SELECT 42 AS answer")
+        for upstream, downstream in itertools.pairwise(chain):
+            upstream.wait_for_catchup(downstream)
+            fed = upstream.execute(
+                "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'"
+            )
+            assert fed == [(downstream.name,)], f"{upstream.name} feeds {fed}"
+        assert chain[-1].execute(f"SELECT answer FROM {table}") == [(42,)]
+
+
+def test_slots_are_used_and_dropped_at_teardown(make_cluster: MakeCluster) -> None:
+    with make_cluster(standbys=2, slots=True) as cluster:
+        primary = cluster.primary
+        for standby in cluster.standbys:
+            slot = primary.slot(standby.name)
+            assert slot is not None and slot["active"] and slot["slot_type"] == "physical"
+            received = standby.query_value("SELECT slot_name FROM pg_stat_wal_receiver")
+            assert received == standby.name
+        assert sorted(cluster.drop_slots()) == ["standby1", "standby2"]  # what close() does
+        assert primary.execute("SELECT slot_name FROM pg_replication_slots") == []
