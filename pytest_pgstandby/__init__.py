@@ -32,6 +32,7 @@ from .errors import (  # noqa: E402
     PgStandbyError,
     SetupFailedError,
     UnsafeDataDirError,
+    UnsupportedError,
     WaitTimeoutError,
 )
 from .node import Node, ServerLike, as_node  # noqa: E402
@@ -56,6 +57,7 @@ __all__ = [
     "Settings",
     "SetupFailedError",
     "UnsafeDataDirError",
+    "UnsupportedError",
     "WaitTimeoutError",
     "as_node",
     "assert_primary_conninfo",

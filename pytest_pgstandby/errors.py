@@ -46,3 +46,7 @@ class FilesUnavailableError(PgStandbyError):
 class NotOwnedError(PgStandbyError):
     """A verb that changes a server (stop, promote, ...) was asked of one the harness did
     not start; the harness never changes someone else's server."""
+
+
+class UnsupportedError(PgStandbyError):
+    """A backend cannot do what was asked; the message says which, why, and what to use."""

@@ -296,6 +296,31 @@ class Node:
             params=[int(addr.port)],
         )
 
+    def partition(self) -> None:
+        """Cut this standby's replication link to its upstream, and only that: the test
+        process still queries both. The first call routes the link through a relay on the
+        standby's side (its ``primary_conninfo`` is re-pointed there and it reconnects);
+        each call then stops the relay, so no byte crosses while the connection stays
+        open, as across a cut network link. ``heal()`` lets the bytes flow again."""
+        self.handle.refuse_unless_owned("partition")
+        params = conninfo_params(str(self.query_value("SHOW primary_conninfo") or ""))
+        host, port = params.get("host") or "", params.get("port") or "5432"
+        relay_host, relay_port = self.handle.open_relay(host, port)
+        if (host, port) != (relay_host, relay_port):
+            params.update(host=relay_host, port=relay_port)
+            self.set_conf(primary_conninfo=make_conninfo("", **params))
+            self.poll_query_until(
+                "SELECT status = 'streaming' AND sender_port = %s FROM pg_stat_wal_receiver",
+                params=[int(relay_port)],
+            )
+        self.handle.cut_relay()
+
+    def heal(self) -> None:
+        """Undo ``partition()``: the link carries bytes again, and the standby catches up
+        on the connection it kept (or a new one, if either side gave up meanwhile)."""
+        self.handle.refuse_unless_owned("heal")
+        self.handle.mend_relay()
+
     # process control and files ---------------------------------------------------------
     def pause(self) -> None:
         """Freeze the whole server (SIGSTOP of every process; ``docker pause``), as a

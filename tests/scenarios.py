@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pytest_pgstandby import Cluster, Node
+from pytest_pgstandby import Cluster, Node, ReplicationAssertionError, assert_replication_lag
 
 MakeCluster = Callable[..., AbstractContextManager[Cluster]]
 
@@ -150,3 +150,28 @@ def test_slots_are_used_and_dropped_at_teardown(make_cluster: MakeCluster) -> No
             assert received == standby.name
         assert sorted(cluster.drop_slots()) == ["standby1", "standby2"]  # what close() does
         assert primary.execute("SELECT slot_name FROM pg_replication_slots") == []
+
+
+def test_a_partition_grows_the_lag_and_heal_catches_up(make_cluster: MakeCluster) -> None:
+    with make_cluster(standbys=1) as cluster:
+        primary, standby = cluster.primary, cluster.standby
+        table = _table()
+        primary.execute(f"CREATE TABLE {table} (id int)")
+        primary.wait_for_catchup(standby)
+
+        standby.partition()
+        primary.execute(f"INSERT INTO {table} SELECT generate_series(1, 20000)")
+        with pytest.raises(ReplicationAssertionError, match="measured lag >") as info:
+            assert_replication_lag(primary, standby, max_seconds=0.5)
+        byte_line = next(line for line in str(info.value).splitlines() if "byte lag:" in line)
+        lag_bytes = int(byte_line.split("byte lag: ")[1].split()[0])
+        assert lag_bytes > 100_000, byte_line
+        # cut off from its upstream only: the test process still reads both
+        assert standby.is_in_recovery()
+        assert standby.execute(f"SELECT count(*) FROM {table}") == [(0,)]
+        assert primary.execute(f"SELECT count(*) FROM {table}") == [(20000,)]
+
+        standby.heal()
+        primary.wait_for_catchup(standby)
+        assert standby.execute(f"SELECT count(*) FROM {table}") == [(20000,)]
+        assert_replication_lag(primary, standby)

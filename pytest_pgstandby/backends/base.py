@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 import psycopg
@@ -157,6 +158,18 @@ class NodeHandle(Protocol):
         """Freeze every process of the server (SIGSTOP; ``docker pause``)."""
 
     def resume(self) -> None: ...
+    def open_relay(self, host: str, port: str) -> tuple[str, str]:
+        """Start (once) a relay on the node's side of its replication link, towards
+        ``host:port`` as the node reaches its upstream; returns the address the node
+        should use instead."""
+
+    def cut_relay(self) -> None:
+        """Stop the relay (SIGSTOP): no byte crosses, connections stay open."""
+
+    def mend_relay(self) -> None: ...
+
+
+RELAY = Path(__file__).with_name("relay.pl")
 
 
 class OwnedHandle:

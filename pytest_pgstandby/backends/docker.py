@@ -30,9 +30,10 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from .._wait import poll_until
-from ..errors import ImageMissingError, NameClashError, WaitTimeoutError
+from ..errors import ImageMissingError, NameClashError, SetupFailedError, WaitTimeoutError
 from ..labfiles import lab_file
 from .base import (
+    RELAY,
     REPLICATION_PASSWORD,
     REPLICATION_USER,
     Credentials,
@@ -70,6 +71,9 @@ log = logging.getLogger(__name__)
 PGDATA = "/var/lib/postgresql/data"  # pinned: postgres:18 moved its default
 PRIMARY_ALIAS = "postgres-primary-lab"
 STANDBY_ALIAS = "postgres-standby-lab"
+RELAY_IN_CONTAINER = "/pgstandby-relay.pl"
+RELAY_PORT = "15432"  # on the container's own 127.0.0.1
+RELAY_REPORT = "/tmp/pgstandby-relay"
 _SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 _SETUP_END = {
     "primary": "PostgreSQL init process complete; ready for start up.",
@@ -90,6 +94,7 @@ class DockerNode(OwnedHandle):
     host: str = "127.0.0.1"
     data_dir: str = PGDATA
     upstream: DockerNode | None = None  # a standby's upstream: if it dies, stop waiting
+    relay_pid: str | None = None
     _port: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -216,6 +221,39 @@ class DockerNode(OwnedHandle):
     def resume(self) -> None:
         self.wrapped.unpause()
 
+    def open_relay(self, host: str, port: str) -> tuple[str, str]:
+        """The relay runs inside this container (mounted at creation), started by a
+        detached ``docker exec`` so that it is no child of the postmaster."""
+        if self.relay_pid is None:
+            self.wrapped.exec_run(
+                ["perl", RELAY_IN_CONTAINER, RELAY_PORT, host, port, RELAY_REPORT], detach=True
+            )
+
+            def report() -> str:
+                code, out = self.container.exec(["cat", RELAY_REPORT])
+                if code != 0:
+                    raise FileNotFoundError(f"{RELAY_REPORT} not written yet")
+                return bytes(out).decode().split()[1]
+
+            self.relay_pid = poll_until(
+                report, what=f"the relay in {self.container_name()}", timeout=30
+            )
+        return "127.0.0.1", RELAY_PORT
+
+    def cut_relay(self) -> None:
+        assert self.relay_pid is not None, "open_relay() first"
+        self._signal_relay("STOP")
+
+    def mend_relay(self) -> None:
+        if self.relay_pid is not None:
+            self._signal_relay("CONT")
+
+    def _signal_relay(self, sig: str) -> None:
+        # bash's kill builtin: images need not have procps' kill
+        code, out = self.container.exec(["bash", "-c", f"kill -{sig} {self.relay_pid}"])
+        if code != 0:
+            raise SetupFailedError(f"could not signal the relay in {self.name}: {out!r}")
+
     def remove(self) -> None:
         """Remove the container and its anonymous volumes (testcontainers' stop)."""
         self.container.stop(force=True, delete_volume=True)
@@ -339,8 +377,10 @@ class DockerBackend:
             )
         standbys = sum(1 for n in self.nodes if n.role == "standby")
         alias = STANDBY_ALIAS if standbys == 0 else f"{STANDBY_ALIAS}-{standbys + 1}"
-        container = self._container(name, alias).with_volume_mapping(
-            str(lab_file("setup-standby.sh")), "/setup-standby.sh"
+        container = (
+            self._container(name, alias)
+            .with_volume_mapping(str(lab_file("setup-standby.sh")), "/setup-standby.sh")
+            .with_volume_mapping(str(RELAY), RELAY_IN_CONTAINER)
         )
         if up.role != "primary":
             container = container.with_env("PGSTANDBY_PRIMARY_HOST", up.alias)

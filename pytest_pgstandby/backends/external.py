@@ -156,6 +156,16 @@ class ExternalNode:
     def resume(self) -> None:
         self.refuse_unless_owned("resume")
 
+    def open_relay(self, host: str, port: str) -> tuple[str, str]:
+        self.refuse_unless_owned("partition")
+        raise AssertionError("unreachable")
+
+    def cut_relay(self) -> None:
+        self.refuse_unless_owned("partition")
+
+    def mend_relay(self) -> None:
+        self.refuse_unless_owned("heal")
+
     # state ------------------------------------------------------------------------------
     def is_running(self) -> bool:
         """Whether it accepts a connection now (the harness has no process to look at)."""

@@ -23,10 +23,11 @@ from pathlib import Path
 from .. import binaries as binaries_mod
 from .._wait import poll_until
 from ..binaries import Binaries
-from ..errors import SetupFailedError, UnsafeDataDirError, WaitTimeoutError
+from ..errors import SetupFailedError, UnsafeDataDirError, UnsupportedError, WaitTimeoutError
 from ..labfiles import lab_file
 from .accounts import binaries_for, reachable_by, run_account
 from .base import (
+    RELAY,
     REPLICATION_PASSWORD,
     REPLICATION_USER,
     Credentials,
@@ -119,6 +120,8 @@ class LocalNode(OwnedHandle):
     host: str = "127.0.0.1"
     credentials: Credentials = field(default_factory=Credentials)
     proc: subprocess.Popen[bytes] | None = None
+    relay: subprocess.Popen[bytes] | None = None
+    relay_port: str = ""
 
     @property
     def dsn(self) -> str:
@@ -240,6 +243,40 @@ class LocalNode(OwnedHandle):
         for pid in processes_under(Path(self.data_dir)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+
+    def open_relay(self, host: str, port: str) -> tuple[str, str]:
+        """The relay runs on this machine, in the session directory (so that teardown and
+        the sweep of a dead session find it like the servers)."""
+        if self.relay is None:
+            perl = shutil.which("perl")
+            if perl is None:
+                raise UnsupportedError(
+                    f"partition() of {self.name} is not supported by the local backend here: "
+                    "its relay is a perl script and no perl is on PATH. Fix: install perl "
+                    "(Debian: perl-base), or use the docker backend."
+                )
+            relay = subprocess.Popen(
+                [perl, str(RELAY), "0", host, port],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                cwd=self.backend.root,
+                start_new_session=True,
+            )
+            assert relay.stdout is not None
+            line = relay.stdout.readline().decode().split()  # printed once it listens
+            if len(line) != 2:
+                relay.kill()
+                raise SetupFailedError(f"the relay of {self.name} did not start: {line}")
+            self.relay, self.relay_port = relay, line[0]
+        return "127.0.0.1", self.relay_port
+
+    def cut_relay(self) -> None:
+        assert self.relay is not None, "open_relay() first"
+        self.relay.send_signal(signal.SIGSTOP)
+
+    def mend_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.send_signal(signal.SIGCONT)
 
     def _path(self, relpath: str) -> Path:
         base = Path(self.data_dir).resolve()
@@ -438,5 +475,8 @@ class LocalBackend:
             return
         for node in reversed(self.nodes):
             node.stop_escalating()
+            if node.relay is not None:
+                node.relay.kill()
+                node.relay.wait()
         _kill_and_reap(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
