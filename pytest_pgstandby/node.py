@@ -20,6 +20,7 @@ from ._wait import NotYet, connect_budget, poll_until
 from .backends.base import NodeHandle, PeerAddress, StopMode, conninfo_params, shown_dsn
 from .backends.external import ExternalNode, Server
 from .config import DEFAULT_TIMEOUT
+from .diagnosis import LogWatch
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class Node:
             what=f"`{sql}` on {self.name} to return {expected!r}",
             timeout=timeout or self.timeout,
             log=self.log,
+            abort=LogWatch(self.log),
         )
 
     def wait_for_catchup(
@@ -200,6 +202,7 @@ class Node:
             what=f"{standby.name} to {mode} up to {target} of {self.name}",
             timeout=timeout or self.timeout,
             log=standby.log,
+            abort=LogWatch(standby.log),
         )
         return str(target)
 
@@ -344,6 +347,15 @@ class Node:
     def kill(self) -> None:
         """Kill the server with SIGKILL, as a crash would."""
         self.handle.kill()
+
+    def reclone(self) -> None:
+        """Rebuild this standby by the documented procedure: ``setup-standby.sh`` runs on
+        it again (it empties the data directory and takes a new base backup; what a
+        container restart does in the seed's setup). Returns once it streams. Unlike
+        ``restart()``, nothing of its own data survives."""
+        self.handle.refuse_unless_owned("reclone")
+        self.handle.reclone()
+        self.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
 
     def is_running(self) -> bool:
         return self.handle.is_running()

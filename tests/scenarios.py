@@ -17,7 +17,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from pytest_pgstandby import Cluster, Node, ReplicationAssertionError, assert_replication_lag
+from pytest_pgstandby import (
+    Cluster,
+    Node,
+    PgStandbyError,
+    ReplicationAssertionError,
+    assert_replication_lag,
+)
 
 MakeCluster = Callable[..., AbstractContextManager[Cluster]]
 
@@ -175,3 +181,49 @@ def test_a_partition_grows_the_lag_and_heal_catches_up(make_cluster: MakeCluster
         primary.wait_for_catchup(standby)
         assert standby.execute(f"SELECT count(*) FROM {table}") == [(20000,)]
         assert_replication_lag(primary, standby)
+
+
+def _recycle_wal(primary: Node, segments: int = 4) -> str:
+    """Write and switch WAL segments, then checkpoint, so that the primary removes (or
+    recycles) the segments before the current one. Returns a segment now gone."""
+    gone = str(primary.query_value("SELECT pg_walfile_name(pg_current_wal_lsn())"))
+    primary.execute("CREATE TABLE IF NOT EXISTS wal_filler (x int)")
+    for _ in range(segments):
+        primary.execute("INSERT INTO wal_filler SELECT generate_series(1, 1000)")
+        primary.execute("SELECT pg_switch_wal()")
+    primary.execute("CHECKPOINT")
+    return gone
+
+
+def test_a_wal_gap_stops_a_standby_without_a_slot_but_not_one_with_a_slot(
+    make_cluster: MakeCluster,
+) -> None:
+    with make_cluster(standbys=1) as cluster:
+        primary, plain = cluster.primary, cluster.standby
+        primary.wait_for_catchup(plain)
+        plain.stop()
+        gone = _recycle_wal(primary)
+        assert primary.execute("SELECT count(*) FROM pg_ls_waldir() WHERE name = %s", [gone]) == [
+            (0,)
+        ]
+        plain.start()
+        if cluster.backend.name == "docker":
+            # a container restart reruns setup-standby.sh: a new base backup, no gap
+            assert plain.setup_output().count("Creating base backup...") == 2
+            primary.wait_for_catchup(plain)
+        else:
+            with pytest.raises(PgStandbyError, match="has already been removed") as info:
+                primary.wait_for_catchup(plain)
+            text = str(info.value)
+            assert "gave up waiting for standby1 to replay" in text
+            assert "slot=True" in text and "wal_keep_size" in text and "reclone()" in text
+            plain.reclone()  # the documented procedure again: wipe, base backup, stream
+            primary.wait_for_catchup(plain)
+
+        slotted = cluster.add_standby(slot=True)
+        primary.wait_for_catchup(slotted)
+        slotted.stop()
+        _recycle_wal(primary)
+        slotted.start()
+        primary.wait_for_catchup(slotted)  # the slot kept what it needed
+        assert slotted.execute("SELECT count(*) FROM wal_filler") == [(8000,)]

@@ -154,6 +154,9 @@ class NodeHandle(Protocol):
     def stop(self, mode: StopMode = "fast", timeout: float = 60.0) -> None: ...
     def start(self) -> None: ...
     def kill(self) -> None: ...
+    def reclone(self) -> None:
+        """Run setup-standby.sh on this standby again: wipe and take a new base backup."""
+
     def pause(self) -> None:
         """Freeze every process of the server (SIGSTOP; ``docker pause``)."""
 

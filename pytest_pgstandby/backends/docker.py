@@ -30,7 +30,13 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from .._wait import poll_until
-from ..errors import ImageMissingError, NameClashError, SetupFailedError, WaitTimeoutError
+from ..errors import (
+    ImageMissingError,
+    NameClashError,
+    SetupFailedError,
+    UnsupportedError,
+    WaitTimeoutError,
+)
 from ..labfiles import lab_file
 from .base import (
     RELAY,
@@ -208,6 +214,14 @@ class DockerNode(OwnedHandle):
         self._port = None
         self.wrapped.start()  # testcontainers' start() would create a new container
         self.wait_ready()
+
+    def reclone(self) -> None:
+        """A container restart: setup-standby.sh runs again, empties the data directory
+        and takes a new base backup (the seed's own restart)."""
+        if self.role != "standby":
+            raise UnsupportedError(f"reclone() rebuilds a standby; {self.name} is the primary")
+        self.stop("fast", self.backend.timeout)
+        self.start()
 
     def kill(self) -> None:
         if self.is_running():

@@ -150,6 +150,9 @@ class ExternalNode:
     def kill(self) -> None:
         self.refuse_unless_owned("kill")
 
+    def reclone(self) -> None:
+        self.refuse_unless_owned("reclone")
+
     def pause(self) -> None:
         self.refuse_unless_owned("pause")
 

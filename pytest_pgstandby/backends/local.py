@@ -122,6 +122,7 @@ class LocalNode(OwnedHandle):
     proc: subprocess.Popen[bytes] | None = None
     relay: subprocess.Popen[bytes] | None = None
     relay_port: str = ""
+    script_env: dict[str, str] = field(default_factory=dict)  # how setup-standby.sh ran
 
     @property
     def dsn(self) -> str:
@@ -175,8 +176,17 @@ class LocalNode(OwnedHandle):
         self.wait_ready()
 
     def start_via_script(self, script: Path, env: dict[str, str]) -> None:
+        self.script_env = env
         self._launch(["/bin/bash", str(script)], self.setup_path, env)
         self.wait_ready()
+
+    def reclone(self) -> None:
+        """Stop the standby and run setup-standby.sh on it again, as the first time: it
+        empties the data directory and takes a new base backup."""
+        if self.role != "standby" or not self.script_env:
+            raise UnsupportedError(f"reclone() rebuilds a standby; {self.name} is the primary")
+        self.stop_escalating()
+        self.start_via_script(self.backend.scripts / "setup-standby.sh", self.script_env)
 
     def wait_ready(self, timeout: float | None = None) -> None:
         def exited() -> str | None:

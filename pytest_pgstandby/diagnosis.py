@@ -1,0 +1,58 @@
+"""Failures a standby's log states outright, each with its fix: a wait that sees one
+stops at once and says so, instead of running into its timeout.
+
+>>> watch = LogWatch(lambda: log_text)                               # doctest: +SKIP
+>>> watch()   # None, or "the standby cannot stream: ..." once such a line is logged
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+#: (a log line's pattern, what it means, the fix)
+KNOWN_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
+    (
+        re.compile(r"requested WAL segment \S+ has already been removed"),
+        "the standby cannot stream: its upstream has already removed WAL it still needs",
+        "give the standby a replication slot (add_standby(slot=True), or slots=True), or "
+        "keep more WAL on the upstream (upstream.set_conf(wal_keep_size='1GB')) before it "
+        "falls behind; this standby must now be rebuilt: standby.reclone()",
+    ),
+    (
+        re.compile(r'password authentication failed for user "[^"]+"'),
+        "the standby's replication user cannot log in to its upstream",
+        "check the user and password in its primary_conninfo (assert_primary_conninfo) "
+        "and the upstream's pg_hba.conf",
+    ),
+]
+
+
+class LogWatch:
+    """Looks at what a log gained since the watch began, at most every ``interval``
+    seconds; returns the first known failure found, with the log line and the fix."""
+
+    def __init__(self, read: Callable[[], str], interval: float = 0.5) -> None:
+        self._read = read
+        self._interval = interval
+        self._seen = len(self._text())
+        self._next = time.monotonic() + interval
+
+    def _text(self) -> str:
+        try:
+            return self._read()
+        except OSError:
+            return ""
+
+    def __call__(self) -> str | None:
+        if time.monotonic() < self._next:
+            return None
+        self._next = time.monotonic() + self._interval
+        text = self._text()
+        fresh = text[self._seen :] if len(text) >= self._seen else text
+        for pattern, meaning, fix in KNOWN_FAILURES:
+            match = pattern.search(fresh)
+            if match:
+                return f'{meaning} ("{match.group(0)}" in its log). Fix: {fix}.'
+        return None
