@@ -115,3 +115,20 @@ def test_a_cascaded_standby_catches_up_with_its_upstream_standby(pair: Cluster) 
         == 1
     )
     cascade.stop("fast")  # the cluster removes it with the others at teardown
+
+
+def test_restart_keeps_a_standbys_data_and_reclone_remakes_it(pair: Cluster) -> None:
+    standby = pair.add_standby()
+    assert standby.set_conf(work_mem="7MB") == []  # postgresql.auto.conf, reloaded
+    standby.restart()
+    assert standby.query_value("SHOW work_mem") == "7MB"
+    standby.stop("fast")
+    assert not standby.is_running()
+    standby.start()
+    assert standby.query_value("SHOW work_mem") == "7MB", "stop + start keeps settings"
+    assert standby.setup_output().count("Creating base backup...") == 1
+    standby.reclone()  # setup-standby.sh again: empty the directory, new base backup
+    assert standby.setup_output().count("Creating base backup...") == 2
+    assert standby.query_value("SHOW work_mem") == "4MB", "a new clone has the primary's"
+    pair.primary.wait_for_catchup(standby)
+    assert standby.is_in_recovery()

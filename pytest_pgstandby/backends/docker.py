@@ -20,6 +20,7 @@ import signal
 import socket
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -78,6 +79,8 @@ PGDATA = "/var/lib/postgresql/data"  # pinned: postgres:18 moved its default
 PRIMARY_ALIAS = "postgres-primary-lab"
 STANDBY_ALIAS = "postgres-standby-lab"
 RELAY_IN_CONTAINER = "/pgstandby-relay.pl"
+SUPERVISOR = Path(__file__).with_name("standby-supervisor.sh")
+SUPERVISOR_IN_CONTAINER = "/pgstandby-supervisor.sh"
 RELAY_PORT = "15432"  # on the container's own 127.0.0.1
 RELAY_REPORT = "/tmp/pgstandby-relay"
 _SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
@@ -150,7 +153,18 @@ class DockerNode(OwnedHandle):
         return str(self.container.status)
 
     def is_running(self) -> bool:
-        return self.status() == "running"
+        """The container runs, and for a standby (whose container outlives its server,
+        see standby-supervisor.sh) so does the postmaster."""
+        if self.status() != "running":
+            return False
+        return self.role != "standby" or self._postmaster("kill -0") == 0
+
+    def _postmaster(self, command: str) -> int:
+        """Run ``command "$pid"`` on the postmaster inside the container (bash's kill
+        builtin: images need not have procps); its exit code, 1 without a postmaster."""
+        script = f'pid=$(head -n 1 "$PGDATA/postmaster.pid" 2>/dev/null) && {command} "$pid"'
+        code, _ = self.container.exec(["bash", "-c", script])
+        return int(code)
 
     def wait_ready(self) -> None:
         def exited() -> str | None:
@@ -201,18 +215,35 @@ class DockerNode(OwnedHandle):
         )
 
     def stop(self, mode: StopMode = "fast", timeout: float = 60.0) -> None:
+        """Stop the server. A standby's container stays up with its data (a tmpfs), so
+        that start() runs the server again on the same data and settings."""
         if not self.is_running():
             return
-        self.wrapped.kill(signal=_SIGNALS[mode])  # testcontainers has no signal of choice
-        self._wait_exited(timeout, f"a {mode} shutdown")
+        if self.role == "standby":
+            self._postmaster(f"kill -{_SIGNALS[mode].name.removeprefix('SIG')}")
+            self._wait_down(timeout, f"a {mode} shutdown")
+        else:
+            self.wrapped.kill(signal=_SIGNALS[mode])  # testcontainers: no signal of choice
+            self._wait_exited(timeout, f"a {mode} shutdown")
+
+    def _wait_down(self, timeout: float, what: str) -> None:
+        poll_until(
+            lambda: not self.is_running(),
+            what=f"{self.name}'s server to stop after {what}",
+            timeout=timeout,
+            log=self.log,
+        )
 
     def start(self) -> None:
-        """Start the container again. For a standby this reruns setup-standby.sh, which
-        makes a fresh base backup: the seed's own restart behaviour."""
+        """Start the server again on its data: a standby's supervisor gets SIGUSR1; a
+        stopped container (the primary, or after reclone()) is started again."""
         if self.is_running():
             return
-        self._port = None
-        self.wrapped.start()  # testcontainers' start() would create a new container
+        if self.role == "standby" and self.status() == "running":
+            self.container.exec(["bash", "-c", "kill -USR1 1"])
+        else:
+            self._port = None
+            self.wrapped.start()  # testcontainers' start() would create a new container
         self.wait_ready()
 
     def reclone(self) -> None:
@@ -220,11 +251,21 @@ class DockerNode(OwnedHandle):
         and takes a new base backup (the seed's own restart)."""
         if self.role != "standby":
             raise UnsupportedError(f"reclone() rebuilds a standby; {self.name} is the primary")
-        self.stop("fast", self.backend.timeout)
-        self.start()
+        if self.status() == "running":
+            self.wrapped.kill(signal=signal.SIGINT)
+            self._wait_exited(self.backend.timeout, "a container stop")
+        self._port = None
+        self.wrapped.start()
+        self.wait_ready()
 
     def kill(self) -> None:
-        if self.is_running():
+        """SIGKILL of the postmaster, as a crash (for the primary: of its container)."""
+        if not self.is_running():
+            return
+        if self.role == "standby":
+            self._postmaster("kill -KILL")
+            self._wait_down(30, "SIGKILL")
+        else:
             self.wrapped.kill(signal=signal.SIGKILL)
             self._wait_exited(30, "SIGKILL")
 
@@ -398,11 +439,15 @@ class DockerBackend:
         )
         if up.role != "primary":
             container = container.with_env("PGSTANDBY_PRIMARY_HOST", up.alias)
-        # The seed's start command, with the standby's name as cluster_name: its WAL
-        # receiver's application_name, by which the upstream knows it.
+        # The seed's start command, with the standby's name as cluster_name (its WAL
+        # receiver's application_name, by which the upstream knows it), run by a
+        # supervisor that keeps the container and its data up while the server is
+        # stopped, so that stop()/start() keep a standby's data as they do locally.
+        container = container.with_volume_mapping(str(SUPERVISOR), SUPERVISOR_IN_CONTAINER)
         container = container.with_env(
             "PGSTANDBY_START_COMMAND",
-            f"docker-entrypoint.sh postgres -D {PGDATA} -c cluster_name={name}",
+            f"bash {SUPERVISOR_IN_CONTAINER} docker-entrypoint.sh postgres -D {PGDATA} "
+            f"-c cluster_name={name}",
         )
         container = (
             container.with_env("PGSTANDBY_POLL_INTERVAL", "0.1")
