@@ -157,25 +157,38 @@ class Cluster:
             params=[names],
         )
 
+    def remove_standby(self, standby: Node) -> None:
+        """Take a standby out of the cluster: stop it (immediate shutdown) and drop the
+        slot the harness made for it on its upstream. Its files go with the cluster."""
+        if standby not in self.standbys:
+            raise KeyError(f"{standby.name} is not a standby of this cluster")
+        standby.handle.refuse_unless_owned("remove")
+        standby.stop("immediate")
+        for upstream, slot in [s for s in self.slots if s[1] == standby.name]:
+            self._drop_slot(upstream, slot)
+        self.standbys.remove(standby)
+
+    def _drop_slot(self, upstream: Node, slot: str) -> None:
+        upstream.poll_query_until(
+            "SELECT NOT active FROM pg_replication_slots WHERE slot_name = %s", params=[slot]
+        )
+        upstream.drop_slot(slot)
+        self.slots.remove((upstream, slot))
+        log.info("dropped replication slot %s on %s", slot, upstream.name)
+
     def drop_slots(self) -> list[str]:
         """Drop the slots the harness made (stopping a standby that still streams through
         one first). Teardown does this; returns the names dropped."""
         dropped = []
-        for upstream, slot in self.slots:
+        for upstream, slot in list(self.slots):
             user = next((s for s in self.standbys if s.name == slot), None)
             try:
                 if user is not None and user.is_running():
                     user.stop("immediate")
-                upstream.poll_query_until(
-                    "SELECT NOT active FROM pg_replication_slots WHERE slot_name = %s",
-                    params=[slot],
-                )
-                upstream.drop_slot(slot)
+                self._drop_slot(upstream, slot)
                 dropped.append(slot)
-                log.info("dropped replication slot %s on %s", slot, upstream.name)
             except (PgStandbyError, psycopg.Error) as exc:
                 log.warning("could not drop slot %s on %s: %s", slot, upstream.name, exc)
-        self.slots = []
         return dropped
 
     def describe(self) -> str:

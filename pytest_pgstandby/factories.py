@@ -8,6 +8,7 @@ and the one function every cluster fixture builds and tears down through.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -44,6 +45,14 @@ def cluster_for_request(
     if request.scope == "function":
         mark = request.node.get_closest_marker("pgstandby")
         marker = mark.kwargs if mark else None
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(marker or {}) - known)
+    if unknown:
+        pytest.fail(
+            f"@pytest.mark.pgstandby got unknown keyword(s) {', '.join(unknown)}. "
+            f"Known: {', '.join(sorted(known))}.",
+            pytrace=False,
+        )
     try:
         settings = settings_for(request.config, marker).with_overrides(**overrides)
         cluster = build_cluster(settings)

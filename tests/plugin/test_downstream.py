@@ -186,3 +186,40 @@ def test_keep_on_failure_leaves_the_servers_for_inspection(
     finally:  # what the harness kept, the next session sweeps; here we do it at once
         sweep_leftovers(root.parent)
     assert not root.exists()
+
+
+def test_factory_and_marker_shapes(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from pytest_pgstandby import factories
+
+        chain = factories.cluster(scope="function", standbys=2, cascade=True, backend="local")
+        fresh = factories.cluster(scope="function", backend="local")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_chain(chain):
+            primary, s1, s2 = chain.nodes
+            fed = "SELECT application_name FROM pg_stat_replication"
+            assert primary.execute(fed) == [("standby1",)]
+            assert s1.execute(fed) == [("standby2",)]
+
+        @pytest.mark.pgstandby(standby=2)
+        def test_misspelt_marker(fresh):
+            pass
+
+        @pytest.mark.pgstandby(standbys=2, synchronous="ANY 1", slots=True)
+        def test_marker(fresh):
+            rows = fresh.primary.execute(
+                "SELECT application_name, sync_state FROM pg_stat_replication ORDER BY 1"
+            )
+            assert rows == [("standby1", "quorum"), ("standby2", "quorum")]
+            assert fresh.primary.slot("standby2")["active"]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*unknown keyword(s) standby. Known: *standbys*"])
