@@ -82,8 +82,12 @@ def _commit_in_thread(node: Node, sql: str) -> tuple[threading.Thread, dict[str,
 
 
 def test_a_synchronous_commit_waits_for_its_paused_standby(make_cluster: MakeCluster) -> None:
-    with make_cluster(standbys=1, synchronous="FIRST 1") as cluster:
-        primary, standby = cluster.primary, cluster.standby
+    with make_cluster(standbys=1) as cluster:
+        primary = cluster.primary
+        standby = cluster.add_standby(synchronous=True)  # standby1 stays asynchronous
+        assert primary.execute(
+            "SELECT application_name, sync_state FROM pg_stat_replication ORDER BY 1"
+        ) == [("standby1", "async"), ("standby2", "sync")]
         table = _table()
         primary.execute(f"CREATE TABLE {table} (id int)")  # returns: the standby answers
         standby.pause()
