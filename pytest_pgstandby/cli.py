@@ -58,6 +58,11 @@ def image_build(args: argparse.Namespace) -> int:
     return subprocess.call(argv)
 
 
+def _lab_container(env: dict[str, str], role: str) -> str:
+    """The lab's container names (docker-compose.yml's variables and their defaults)."""
+    return env.get(f"PGSTANDBY_LAB_{role.upper()}_CONTAINER") or f"postgres-{role}-lab"
+
+
 def _lab_dsn(env: dict[str, str], role: str) -> str:
     port = env.get(f"PGSTANDBY_LAB_{role.upper()}_PORT", "5432" if role == "primary" else "5433")
     password = env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
@@ -74,7 +79,7 @@ def _wait_lab_streaming(env: dict[str, str], timeout: float) -> None:
 
     def standby_log() -> str:
         out = subprocess.run(
-            ["docker", "logs", "--tail", "30", "postgres-standby-lab"],
+            ["docker", "logs", "--tail", "30", _lab_container(env, "standby")],
             capture_output=True,
             text=True,
         )
@@ -107,7 +112,8 @@ def lab(args: argparse.Namespace) -> int:
         code = subprocess.call([*base, "up", "-d"], env=env)
         if code != 0:
             return code
-        print("waiting for the standby (docker logs -f postgres-standby-lab shows its setup)")
+        standby = _lab_container(env, "standby")
+        print(f"waiting for the standby (docker logs -f {standby} shows its setup)")
         _wait_lab_streaming(env, args.timeout)
         print(
             f"lab pair is streaming: primary {mask_secrets(_lab_dsn(env, 'primary'))}, "
@@ -120,8 +126,8 @@ def lab(args: argparse.Namespace) -> int:
         return grade(
             _lab_dsn(env, "primary"),
             _lab_dsn(env, "standby"),
-            primary_container="postgres-primary-lab",
-            standby_container="postgres-standby-lab",
+            primary_container=_lab_container(env, "primary"),
+            standby_container=_lab_container(env, "standby"),
         )
     return subprocess.call([*base, "ps"], env=env)
 

@@ -34,8 +34,6 @@ BUILD_SH = LAB / "image" / "build.sh"
 
 PG_MAJOR = "15"
 IMAGE = f"pgstandby/postgres:{PG_MAJOR}"
-PRIMARY = "postgres-primary-lab"
-STANDBY = "postgres-standby-lab"
 PGDATA = "/var/lib/postgresql/data"
 SUPERUSER = "postgres"
 PASSWORD = "postgres"
@@ -72,6 +70,9 @@ class ComposeLab:
 
     def __init__(self, project: str, primary_port: int, standby_port: int) -> None:
         self.project = project
+        # container names of its own: a classroom lab (the default names) may be running
+        self.primary = f"{project}-primary"
+        self.standby = f"{project}-standby"
         self.primary_port = primary_port
         self.standby_port = standby_port
         self.compose = [*_compose(), "-f", str(COMPOSE_FILE), "-p", project]
@@ -81,6 +82,8 @@ class ComposeLab:
                 "PGSTANDBY_IMAGE": IMAGE,
                 "PGSTANDBY_LAB_PRIMARY_PORT": str(primary_port),
                 "PGSTANDBY_LAB_STANDBY_PORT": str(standby_port),
+                "PGSTANDBY_LAB_PRIMARY_CONTAINER": self.primary,
+                "PGSTANDBY_LAB_STANDBY_CONTAINER": self.standby,
                 "PGSTANDBY_POLL_INTERVAL": "0.1",
                 "POSTGRES_PASSWORD": PASSWORD,
                 "POSTGRES_REPLICATION_USER": "replicator",
@@ -122,7 +125,7 @@ class ComposeLab:
 
     def remember_volumes(self) -> None:
         """Every volume mounted by the project's containers, named or anonymous."""
-        for name in (PRIMARY, STANDBY):
+        for name in (self.primary, self.standby):
             out = _run(
                 [
                     "docker",
@@ -156,35 +159,6 @@ def lab_image(docker_client) -> str:  # type: ignore[no-untyped-def]
     return IMAGE
 
 
-def _refuse_foreign_containers() -> None:
-    """container_name is fixed, so one lab at a time: never touch someone else's."""
-    for name in (PRIMARY, STANDBY):
-        out = _run(
-            [
-                "docker",
-                "ps",
-                "-a",
-                "--filter",
-                f"name=^/{name}$",
-                "--format",
-                '{{.ID}} {{.Status}} project={{.Label "com.docker.compose.project"}}',
-            ]
-        )
-        if out.stdout.strip():
-            project = out.stdout.split("project=")[-1].strip()
-            how = (
-                f"`docker-compose -f {COMPOSE_FILE} -p {project} down -v`"
-                if project
-                else f"`docker rm -f {name}`"
-            )
-            pytest.fail(
-                f"a container named {name} already exists ({out.stdout.strip()}); the lab "
-                f"uses fixed container names, so this test will not run beside it, nor "
-                f"remove what it did not create. If it is yours and expendable: {how}",
-                pytrace=False,
-            )
-
-
 def _started_at(container: str) -> str:
     out = _run(
         ["docker", "inspect", "--format", "{{.State.Status}} {{.State.StartedAt}}", container]
@@ -195,27 +169,27 @@ def _started_at(container: str) -> str:
 def _downstream_against_the_lab(lab: ComposeLab, pytester: pytest.Pytester) -> None:
     """A downstream test file, fixtures only, against the running lab pair (the external
     backend): it passes, and the lab's containers are the same ones afterwards."""
-    before = [_started_at(name) for name in (PRIMARY, STANDBY)]
+    names = (lab.primary, lab.standby)
+    before = [_started_at(name) for name in names]
     dsn = "host=127.0.0.1 port={} user=postgres password=" + PASSWORD + " dbname=postgres"
     pytester.makepyfile(test_downstream=EXTERNAL_DOWNSTREAM_TEST)
     result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
         f"--pgstandby-primary-dsn={dsn.format(lab.primary_port)}",
-        f"--pgstandby-primary-container={PRIMARY}",
+        f"--pgstandby-primary-container={lab.primary}",
         f"--pgstandby-standby-dsn={dsn.format(lab.standby_port)}",
-        f"--pgstandby-standby-container={STANDBY}",
+        f"--pgstandby-standby-container={lab.standby}",
     )
     result.assert_outcomes(passed=4)
     assert "********" in result.stdout.str() and PASSWORD + " dbname" not in result.stdout.str()
-    assert [_started_at(name) for name in (PRIMARY, STANDBY)] == before
+    assert [_started_at(name) for name in names] == before
     assert before[0].startswith("running") and before[1].startswith("running")
 
 
 def test_compose_lab_replicates_and_leaves_nothing_behind(
     lab_image: str, pytester: pytest.Pytester
 ) -> None:
-    _refuse_foreign_containers()
     lab = ComposeLab(
         f"pgstandby-test-{os.getpid()}-{uuid.uuid4().hex[:8]}", free_port(), free_port()
     )
@@ -272,9 +246,9 @@ def test_compose_lab_replicates_and_leaves_nothing_behind(
         ):
             standby.execute("INSERT INTO lab_check VALUES (2, 'must fail')")
 
-        signal = _run(["docker", "exec", STANDBY, "test", "-f", f"{PGDATA}/standby.signal"])
+        signal = _run(["docker", "exec", lab.standby, "test", "-f", f"{PGDATA}/standby.signal"])
         assert signal.returncode == 0, (
-            f"{PGDATA}/standby.signal is missing in {STANDBY}: {signal.stderr}\n{lab.logs()}"
+            f"{PGDATA}/standby.signal is missing in {lab.standby}: {signal.stderr}\n{lab.logs()}"
         )
 
         # the classroom grader: the assertion helpers on the student's running pair

@@ -146,16 +146,17 @@ def test_two_standbys_stream_under_their_own_aliases(
 
 
 def test_lab_up_refuses_a_missing_image_naming_the_build_command(docker_client) -> None:  # type: ignore[no-untyped-def]
+    project = f"pgstandby-refusal-{os.getpid()}"  # not the classroom lab's project
     result = subprocess.run(
         [sys.executable, "-m", "pytest_pgstandby.cli", "lab", "up", "--image", "pgstandby/x:0"],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "COMPOSE_PROJECT_NAME": project},
     )
     assert result.returncode == 2
     assert "image pgstandby/x:0 is not present" in result.stderr
     assert "pgstandby image build --pg 15" in result.stderr
-    # nothing was created under `lab up`'s compose project (the compose lab test may be
-    # running its own lab, under another project name, at the same time)
-    lab_project = {"label": "com.docker.compose.project=lab"}
-    assert docker_client.containers.list(all=True, filters=lab_project) == []
+    # nothing was created under the compose project `lab up` would have used
+    filters = {"label": f"com.docker.compose.project={project}"}
+    assert docker_client.containers.list(all=True, filters=filters) == []
