@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import binaries as binaries_mod
-from .._wait import poll_until
 from ..binaries import Binaries
 from ..errors import SetupFailedError, UnsafeDataDirError, UnsupportedError, WaitTimeoutError
 from ..labfiles import lab_file
@@ -37,14 +36,20 @@ from .base import (
     Role,
     StopMode,
     dsn_address,
-    pid_alive,
     wait_accepting,
 )
+from .sessions import (
+    OWNER_MARK,
+    ROOT_PREFIX,
+    default_base,
+    kill_and_reap,
+    processes_under,
+    sweep_leftovers,
+)
+from .template import copy_template, template
 
 log = logging.getLogger(__name__)
 
-ROOT_PREFIX = "pgstandby-"
-OWNER_MARK = ".pgstandby-owner"
 _STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
@@ -52,60 +57,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def processes_under(root: Path) -> list[int]:
-    """PIDs whose working directory lies under ``root``: every PostgreSQL process chdirs
-    into its data directory, so this finds a cluster's postmasters and backends alike."""
-    found = []
-    root_s = str(root.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd == root_s or cwd.startswith(root_s + "/"):
-            found.append(int(entry.name))
-    return found
-
-
-def _kill_and_reap(root: Path, timeout: float = 10.0) -> None:
-    def none_left() -> bool:
-        pids = [p for p in processes_under(root) if p != os.getpid()]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        if pids:
-            raise ProcessLookupError(f"still running: {pids}")
-        return True
-
-    try:
-        poll_until(none_left, what=f"every process under {root} to die", timeout=timeout)
-    except WaitTimeoutError as exc:
-        log.warning("%s", exc)
-
-
-def sweep_leftovers(base: Path) -> list[Path]:
-    """Remove session roots whose owning process is gone (a pytest killed with SIGKILL).
-
-    Only directories carrying our owner mark are touched.
-    """
-    removed = []
-    for candidate in base.glob(ROOT_PREFIX + "*"):
-        mark = candidate / OWNER_MARK
-        try:
-            owner = int(mark.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-        if pid_alive(owner):
-            continue
-        _kill_and_reap(candidate)
-        shutil.rmtree(candidate, ignore_errors=True)
-        removed.append(candidate)
-        log.info("removed leftover %s of dead process %d", candidate, owner)
-    return removed
 
 
 @dataclass
@@ -153,6 +104,13 @@ class LocalNode(OwnedHandle):
             "-c", "listen_addresses=127.0.0.1",
             # the WAL receiver's application_name: a standby is known upstream by its name
             "-c", f"cluster_name={self.name}",
+            # dynamic shared memory in the data directory: a killed server's segments go
+            # with it, not into /dev/shm for good
+            "-c", "dynamic_shared_memory_type=mmap",
+            # a spread checkpoint of a test server's few buffers is no slower to write at
+            # once; pg_basebackup's initial checkpoint (the seed gives no -c fast) then
+            # takes milliseconds, not ~0.4 s of throttling
+            "-c", "checkpoint_completion_target=0",
             "-c", f"unix_socket_directories={self.backend.socket_dir}",
         ]  # fmt: skip
 
@@ -324,7 +282,7 @@ class LocalBackend:
         self.timeout = timeout
         self.account = run_account()
         found = binaries_mod.find(pg_bin)
-        self.base = base or Path(os.environ.get("PGSTANDBY_TMPDIR") or tempfile.gettempdir())
+        self.base = base or default_base()
         self.root = self._make_root()
         self.nodes: list[LocalNode] = []
         try:
@@ -376,7 +334,10 @@ class LocalBackend:
         return path
 
     def describe(self) -> str:
-        return f"local: {self.bins.describe()}, servers run as {self.account.name!r}"
+        return (
+            f"local: {self.bins.describe()}, servers run as {self.account.name!r}, data in "
+            f"{self.base}"
+        )
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
@@ -427,16 +388,10 @@ class LocalBackend:
     def create_primary(self, name: str) -> LocalNode:
         node = LocalNode(self, name, "primary", free_port(), str(self.root / name))
         self.nodes.append(node)
-        self._run(
-            [
-                self.bins.path("initdb"),
-                "-D", node.data_dir,
-                "--username=postgres", "--auth=trust", "--encoding=UTF8", "--locale=C",
-                "--no-sync",
-            ],
-            node.setup_path,
-            self.env(),
-        )  # fmt: skip
+        made = template(self.bins, self.account, self.base, self.env(), self.timeout)
+        line = copy_template(made, node.data_dir, self.account, self.env(), self.timeout)
+        with open(node.setup_path, "a") as out:
+            out.write(line)
         node.start()
         self._run(
             ["/bin/bash", str(self.scripts / "setup-primary.sh")],
@@ -488,5 +443,5 @@ class LocalBackend:
             if node.relay is not None:
                 node.relay.kill()
                 node.relay.wait()
-        _kill_and_reap(self.root)
+        kill_and_reap(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
