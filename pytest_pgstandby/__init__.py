@@ -21,6 +21,7 @@ from .assertions import (  # noqa: E402
 )
 from .cluster import Cluster, build_cluster, start_cluster  # noqa: E402
 from .config import Settings  # noqa: E402
+from .databases import ReplicatedDatabase  # noqa: E402
 from .errors import (  # noqa: E402
     BinariesNotFoundError,
     ConfigurationError,
@@ -50,6 +51,7 @@ __all__ = [
     "Node",
     "NotOwnedError",
     "PgStandbyError",
+    "ReplicatedDatabase",
     "ReplicationAssertionError",
     "ReplicationLag",
     "Server",

@@ -13,6 +13,7 @@ from ._text import mask_secrets
 from .backends.select import docker_status
 from .cluster import Cluster
 from .config import BACKENDS, KEEP, LIST_SETTINGS, Settings
+from .databases import ReplicatedDatabase, create_database, drop_database
 from .errors import PgStandbyError
 from .factories import LIVE_KEY, cluster_for_request, settings_for
 from .node import Node
@@ -104,6 +105,18 @@ def pgstandby_settings(pytestconfig: pytest.Config) -> Settings:
 def pgstandby_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """A primary and its standbys for the whole session, per the documented procedure."""
     yield from cluster_for_request(request, {})
+
+
+@pytest.fixture
+def pgstandby_db(pgstandby_cluster: Cluster) -> Iterator[ReplicatedDatabase]:
+    """A fresh database of the session cluster for this test: on the primary, already on
+    every standby when the test starts, dropped afterwards. ``.name``, ``.dsn(node)``,
+    ``.connect(node)``, ``.execute(sql, node=...)``, ``.wait_replayed()``."""
+    database = create_database(pgstandby_cluster)
+    try:
+        yield database
+    finally:
+        drop_database(database)
 
 
 @pytest.fixture

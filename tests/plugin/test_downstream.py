@@ -223,3 +223,47 @@ def test_factory_and_marker_shapes(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*unknown keyword(s) standby. Known: *standbys*"])
+
+
+def test_pgstandby_db_is_on_every_standby_before_the_test_and_gone_after(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\npgstandby_backend = local\npgstandby_standbys = 2\n")
+    pytester.makepyfile(
+        """
+        seen = []
+        left_open = []
+
+        def _count(node, name):
+            return node.query_value(
+                "SELECT count(*) FROM pg_database WHERE datname = %s", [name]
+            )
+
+        def test_first(pgstandby_db, pgstandby_cluster):
+            # already on every standby when the body starts: no wait here
+            for node in pgstandby_cluster.nodes:
+                assert _count(node, pgstandby_db.name) == 1, node.name
+            pgstandby_db.execute("CREATE TABLE t AS SELECT 1 AS x")
+            pgstandby_db.wait_replayed()
+            standby = pgstandby_cluster.standbys[1]
+            assert pgstandby_db.execute("SELECT x FROM t", node=standby) == [(1,)]
+            left_open.append(pgstandby_db.connect(standby))  # the drop must close it
+            seen.append(pgstandby_db.name)
+
+        def test_second(pgstandby_db, pgstandby_cluster):
+            assert pgstandby_db.name != seen[0]
+            for node in pgstandby_cluster.nodes:  # the first one is gone everywhere
+                assert _count(node, seen[0]) == 0, node.name
+            assert left_open[0].closed or left_open[0].broken or _closed(left_open[0])
+            assert pgstandby_db.execute("SELECT to_regclass('t')") == [(None,)]
+
+        def _closed(conn):
+            try:
+                conn.execute("SELECT 1")
+            except Exception:
+                return True
+            return False
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)

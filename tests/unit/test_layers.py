@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "backends.select": 6,
     "node": 7,
     "cluster": 8,
+    "databases": 9,
     "assertions.report": 8,
     "assertions.servers": 9,
     "assertions.conninfo": 10,
