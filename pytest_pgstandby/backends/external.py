@@ -133,7 +133,10 @@ class ExternalNode:
 
     # never ours to change ---------------------------------------------------------------
     def refuse_unless_owned(self, verb: str) -> None:
-        raise NotOwnedError(
+        raise self._refusal(verb)
+
+    def _refusal(self, verb: str) -> NotOwnedError:
+        return NotOwnedError(
             f"refusing to {verb} {self.role} {self._label()}: it is an external server "
             f"({self._origin}), and pytest-pgstandby never starts, stops, kills, promotes, "
             "changes or deletes a server it did not start. Fix: do it with the server "
@@ -160,8 +163,7 @@ class ExternalNode:
         self.refuse_unless_owned("resume")
 
     def open_relay(self, host: str, port: str) -> tuple[str, str]:
-        self.refuse_unless_owned("partition")
-        raise AssertionError("unreachable")
+        raise self._refusal("partition")
 
     def cut_relay(self) -> None:
         self.refuse_unless_owned("partition")

@@ -66,6 +66,11 @@ def test_external_nodes_refuse_every_verb_that_would_change_them(
         ("start", standby.start),
         ("restart", standby.restart),
         ("kill", standby.kill),
+        ("pause", standby.pause),
+        ("partition", standby.partition),
+        ("reclone", standby.reclone),
+        ("change the settings of", lambda: standby.set_conf(work_mem="8MB")),
+        ("create a replication slot on", lambda: standby.create_slot("x")),
     ]:
         with pytest.raises(NotOwnedError, match=f"refusing to {verb}") as info:
             call()
