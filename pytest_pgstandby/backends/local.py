@@ -14,7 +14,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from .sessions import (
     default_base,
     kill_and_reap,
     processes_under,
+    reserve_port,
     sweep_leftovers,
 )
 from .template import copy_template, template
@@ -51,12 +51,6 @@ from .template import copy_template, template
 log = logging.getLogger(__name__)
 
 _STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -285,6 +279,7 @@ class LocalBackend:
         self.base = base or default_base()
         self.root = self._make_root()
         self.nodes: list[LocalNode] = []
+        self.port_marks: list[Path] = []
         try:
             (self.root / OWNER_MARK).write_text(f"{os.getpid()}\n")
             self.account.chown(self.root)
@@ -332,6 +327,12 @@ class LocalBackend:
         path.mkdir(mode=0o700)
         self.account.chown(path)
         return path
+
+    def _port(self) -> int:
+        """A port reserved for this session's lifetime (stop/start keep it)."""
+        port, mark = reserve_port(self.base)
+        self.port_marks.append(mark)
+        return port
 
     def describe(self) -> str:
         return (
@@ -386,7 +387,7 @@ class LocalBackend:
         return resolved
 
     def create_primary(self, name: str) -> LocalNode:
-        node = LocalNode(self, name, "primary", free_port(), str(self.root / name))
+        node = LocalNode(self, name, "primary", self._port(), str(self.root / name))
         self.nodes.append(node)
         made = template(self.bins, self.account, self.base, self.env(), self.timeout)
         line = copy_template(made, node.data_dir, self.account, self.env(), self.timeout)
@@ -413,7 +414,7 @@ class LocalBackend:
         """Run setup-standby.sh against ``upstream`` (the primary, or a standby for a
         cascade: only the port value changes); its final ``exec`` is the postmaster."""
         target = self.check_data_dir(data_dir or self.root / name)
-        node = LocalNode(self, name, "standby", free_port(), str(target))
+        node = LocalNode(self, name, "standby", self._port(), str(target))
         if data_dir is None:
             self._own_dir(name)
         self.nodes.append(node)
@@ -445,3 +446,5 @@ class LocalBackend:
                 node.relay.wait()
         kill_and_reap(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
+        for mark in self.port_marks:
+            mark.unlink(missing_ok=True)

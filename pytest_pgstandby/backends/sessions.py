@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
@@ -90,3 +91,34 @@ def sweep_leftovers(base: Path) -> list[Path]:
         removed.append(candidate)
         log.info("removed leftover %s of dead process %d", candidate, owner)
     return removed
+
+
+PORT_MARK = ".pgstandby-port-"
+
+
+def free_port() -> int:
+    """A port the kernel has free on 127.0.0.1 now (another process may take it next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def reserve_port(base: Path, attempts: int = 50) -> tuple[int, Path]:
+    """A free port and a reservation of it that holds across processes (pytest-xdist
+    workers) until released: ``<base>/.pgstandby-port-<n>`` made with O_EXCL, holding
+    the owner's pid. A reservation whose owner is dead is reclaimed. Between this and
+    the server's bind, no other session of this machine takes the port."""
+    for _ in range(attempts):
+        port = free_port()
+        mark = base / f"{PORT_MARK}{port}"
+        try:
+            fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            with contextlib.suppress(OSError, ValueError):
+                if not pid_alive(int(mark.read_text().split()[0])):
+                    mark.unlink()  # its owner died: free again (next attempt may take it)
+            continue
+        with os.fdopen(fd, "w") as out:
+            out.write(f"{os.getpid()}\n")
+        return port, mark
+    raise OSError(f"no port could be reserved in {base} after {attempts} attempts")

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from pytest_pgstandby._wait import poll_until
-from pytest_pgstandby.backends.local import free_port
+from pytest_pgstandby.backends.sessions import free_port
 from pytest_pgstandby.cli import _compose
 from pytest_pgstandby.labfiles import lab_dir
 from tests.helpers import EXTERNAL_DOWNSTREAM_TEST

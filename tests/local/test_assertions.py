@@ -32,7 +32,7 @@ from pytest_pgstandby.assertions import (
     poll_query_until,
     wait_for_catchup,
 )
-from pytest_pgstandby.backends.local import free_port
+from pytest_pgstandby.backends.sessions import free_port
 from tests.docs import assert_documented
 
 LOCAL_PASSWORD = "replicator_password"  # what the local backend's standbys carry
