@@ -56,6 +56,7 @@ class Node:
     def __init__(self, handle: NodeHandle, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.handle = handle
         self.timeout = timeout
+        self._version_num: int | None = None
 
     # identity ---------------------------------------------------------------------------
     @property
@@ -131,6 +132,12 @@ class Node:
         """The first column of the first row, or None."""
         rows = self.execute(sql, params, **connect_kwargs)
         return rows[0][0] if rows else None
+
+    def server_version_num(self) -> int:
+        """``server_version_num`` (e.g. 150018), asked once per node."""
+        if self._version_num is None:
+            self._version_num = int(self.query_value("SHOW server_version_num"))
+        return self._version_num
 
     def is_in_recovery(self) -> bool:
         return bool(self.query_value("SELECT pg_is_in_recovery()"))
