@@ -39,10 +39,13 @@ def poll_until(
     """Call ``check`` until it returns a truthy value, or raise after ``timeout`` seconds.
 
     An exception from ``check`` counts as "not yet" and is remembered as the last state.
-    ``abort`` may return a reason to stop early (a process exited, say).
+    ``abort`` may return a reason to stop early (a process exited, say). The pause between
+    calls starts at 1 ms and doubles up to ``interval``: what is nearly there (a row's
+    replay takes a millisecond or two) is seen at once, what takes long is not hammered.
     """
     deadline = time.monotonic() + timeout
     last: str = "nothing observed yet"
+    pause = min(0.001, interval)
     while True:
         try:
             result = check()
@@ -60,7 +63,8 @@ def poll_until(
             raise WaitTimeoutError(
                 _message(f"timed out after {timeout:g}s waiting for {what}", last, log)
             )
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(pause * 2, interval)
 
 
 def _message(head: str, last: str, log: Callable[[], str] | None) -> str:
