@@ -175,7 +175,7 @@ def check(args: argparse.Namespace) -> int:
 
 def pair(args: argparse.Namespace) -> int:
     overrides = {"backend": args.backend, "standbys": args.standbys, "image": args.image}
-    settings = Settings().with_overrides(**{k: v for k, v in overrides.items() if v})
+    settings = Settings().with_overrides(**{k: v for k, v in overrides.items() if v is not None})
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with start_cluster(settings) as cluster:

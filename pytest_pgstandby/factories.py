@@ -15,9 +15,10 @@ import pytest
 
 from .cluster import Cluster, build_cluster
 from .config import Settings, from_sources
-from .errors import PgStandbyError
+from .errors import ConfigurationError, PgStandbyError
 
 LIVE_KEY = pytest.StashKey[dict[str, "LiveCluster"]]()
+_SCOPES = ("function", "class", "module", "package", "session")
 
 
 class LiveCluster:
@@ -103,6 +104,12 @@ def cluster(
         "synchronous": synchronous,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if scope not in _SCOPES:
+        raise ConfigurationError(
+            f"factories.cluster(scope={scope!r}): not a pytest fixture scope. Fix: one of "
+            f"{', '.join(_SCOPES)}."
+        )
+    Settings().with_overrides(**overrides)  # bad values fail here, at import, by name
 
     @pytest.fixture(scope=scope)  # type: ignore[call-overload, untyped-decorator]
     def _cluster_fixture(request: pytest.FixtureRequest) -> Iterator[Cluster]:

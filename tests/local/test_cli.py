@@ -80,3 +80,15 @@ def test_pair_holds_a_local_pair_until_interrupted_then_removes_it() -> None:
             proc.kill()
     assert not data_dir.exists()
     assert processes_under(data_dir.parent) == []
+
+
+def test_pair_refuses_zero_standbys_before_starting_anything() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "pair", "--standbys", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "standbys=0: a cluster needs at least one standby" in result.stderr
+    assert "pair is up" not in result.stdout

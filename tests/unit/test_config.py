@@ -61,3 +61,14 @@ def test_keep_policy() -> None:
         True,
         True,
     ]
+
+
+def test_factory_refuses_a_bad_scope_or_value_at_once() -> None:
+    from pytest_pgstandby import factories
+
+    with pytest.raises(ConfigurationError, match=r"scope='bogus'.*Fix: one of function"):
+        factories.cluster(scope="bogus")
+    with pytest.raises(ConfigurationError, match="at least one standby"):
+        factories.cluster(standbys=0)
+    with pytest.raises(ConfigurationError, match="FIRST 1"):
+        factories.cluster(synchronous="all of them")
