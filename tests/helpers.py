@@ -9,14 +9,14 @@ from pytest_pgstandby._wait import poll_until
 
 
 def wait_for_child_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
-    """Wait (bounded) until a child process writes ``path``; give up if it dies."""
-    poll_until(
-        path.exists,
+    """Wait (bounded) until a child process has written ``path`` (not merely created it:
+    write_text opens, then writes); give up if it dies."""
+    return poll_until(
+        lambda: path.exists() and path.read_text(),
         what=f"the child process to write {path}",
         timeout=timeout,
         abort=lambda: None if proc.poll() is None else f"the child exited ({proc.returncode})",
     )
-    return path.read_text()
 
 
 # A downstream project's test file: fixtures only, no import of the harness. Run against
