@@ -59,6 +59,22 @@ def availability(image: str) -> tuple[bool, str]:
     return True, f"Docker daemon answers and image {image} is present"
 
 
+def _remove(thing: Any, **kwargs: Any) -> int:
+    """Remove a leftover; another session sweeping at the same moment (an xdist worker)
+    may be removing it already (404; 409 "removal ... is already in progress"; 403 for a
+    network whose containers are still going). What is left, the next sweep takes."""
+    try:
+        thing.remove(**kwargs)
+    except docker.errors.NotFound:
+        return 0
+    except docker.errors.APIError as exc:
+        if exc.status_code not in (403, 409):
+            raise
+        log.debug("%s is being removed by another session: %s", thing.name, exc)
+        return 0
+    return 1
+
+
 def sweep_leftovers(client: docker.DockerClient) -> int:
     """Remove our labelled containers and networks whose owning process (on this host)
     is gone, e.g. after a pytest killed with SIGKILL. Returns how many were removed."""
@@ -67,12 +83,10 @@ def sweep_leftovers(client: docker.DockerClient) -> int:
     mine = {"label": [f"{LABEL}=1", f"{LABEL_OWNER_HOST}={host}"]}
     for container in client.containers.list(all=True, filters=mine):
         if not pid_alive(int(container.labels.get(LABEL_OWNER_PID, "0"))):
-            container.remove(force=True, v=True)
-            removed += 1
+            removed += _remove(container, force=True, v=True)
     for network in client.networks.list(filters=mine):
         if not pid_alive(int(network.attrs.get("Labels", {}).get(LABEL_OWNER_PID, "0"))):
-            network.remove()
-            removed += 1
+            removed += _remove(network)
     if removed:
         log.info("removed %d leftover container(s)/network(s) of dead processes", removed)
     return removed
