@@ -6,6 +6,7 @@ servers named by container both use these, so no Docker call is written twice.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -17,7 +18,8 @@ import docker
 import docker.errors
 from testcontainers.core.docker_client import DockerClient
 
-from ..errors import DockerUnavailableError, FilesUnavailableError
+from .._wait import poll_until
+from ..errors import DockerUnavailableError, FilesUnavailableError, WaitTimeoutError
 from .base import PeerAddress, pid_alive
 
 log = logging.getLogger(__name__)
@@ -61,18 +63,25 @@ def availability(image: str) -> tuple[bool, str]:
 
 def _remove(thing: Any, **kwargs: Any) -> int:
     """Remove a leftover; another session sweeping at the same moment (an xdist worker)
-    may be removing it already (404; 409 "removal ... is already in progress"; 403 for a
-    network whose containers are still going). What is left, the next sweep takes."""
+    may be removing it already (404, or 409 "removal ... is already in progress")."""
     try:
         thing.remove(**kwargs)
     except docker.errors.NotFound:
         return 0
     except docker.errors.APIError as exc:
-        if exc.status_code not in (403, 409):
+        if exc.status_code != 409:
             raise
         log.debug("%s is being removed by another session: %s", thing.name, exc)
         return 0
     return 1
+
+
+def _network_gone(network: Any) -> bool:
+    """Removed now, or by someone else already; an APIError (endpoints still attached,
+    their containers going) means not yet."""
+    with contextlib.suppress(docker.errors.NotFound):
+        network.remove()
+    return True
 
 
 def sweep_leftovers(client: docker.DockerClient) -> int:
@@ -86,7 +95,16 @@ def sweep_leftovers(client: docker.DockerClient) -> int:
             removed += _remove(container, force=True, v=True)
     for network in client.networks.list(filters=mine):
         if not pid_alive(int(network.attrs.get("Labels", {}).get(LABEL_OWNER_PID, "0"))):
-            removed += _remove(network)
+            # its containers may still be going (another session's sweep): wait a little
+            try:
+                poll_until(
+                    functools.partial(_network_gone, network),
+                    what=f"leftover network {network.name} removed",
+                    timeout=10,
+                )
+                removed += 1
+            except WaitTimeoutError as exc:
+                log.warning("%s", exc)
     if removed:
         log.info("removed %d leftover container(s)/network(s) of dead processes", removed)
     return removed
