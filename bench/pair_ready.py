@@ -10,14 +10,14 @@ pg_ctl start) in the default temp dir, alternating rounds in one run. Prints min
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from _report import report  # bench/ is the script's own directory
 
 from pytest_pgstandby import Settings, binaries, start_cluster
 from pytest_pgstandby.backends.accounts import binaries_for, run_account
@@ -93,17 +93,12 @@ def main() -> None:
     for _ in range(args.rounds):
         times["harness"].append(harness(settings))
         times["seed by hand"].append(by_hand(bindir))
-    print(f"vm: {platform.machine()}, rounds={args.rounds}, temp dir {tempfile.gettempdir()}")
-    print(f"{'':14} {'min':>6} {'median':>6} {'max':>6}")
-    for name, values in times.items():
-        low, mid, high = min(values), statistics.median(values), max(values)
-        print(f"{name:14} {low:5.2f}s {mid:5.2f}s {high:5.2f}s")
-    ratio = statistics.median(times["harness"]) / statistics.median(times["seed by hand"])
-    print(f"ratio of medians harness / seed by hand: {ratio:.2f}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**times, "ratio": ratio}))
-    print(f"raw numbers: {out}")
+    report(
+        times,
+        ("harness", "seed by hand"),
+        args.json,
+        f"vm: {platform.machine()}, rounds={args.rounds}, temp dir {tempfile.gettempdir()}",
+    )
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ max and the ratio, writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import report  # bench/ is the script's own directory
 
 FRESH_PAIRS = """
 import pytest
@@ -70,17 +70,12 @@ def main() -> None:
             times["20 pairs -n 0"].append(run(fresh, "-n", "0"))
             times["20 pairs -n 2"].append(run(fresh, "-n", "2"))
             times["suite_100"].append(run(suite))
-    print(f"vm: {platform.machine()}, rounds={args.rounds} (wall time of a whole pytest run)")
-    print(f"{'':14} {'min':>7} {'median':>7} {'max':>7}")
-    for name, values in times.items():
-        low, mid, high = min(values), statistics.median(values), max(values)
-        print(f"{name:14} {low:6.2f}s {mid:6.2f}s {high:6.2f}s")
-    ratio = statistics.median(times["20 pairs -n 2"]) / statistics.median(times["20 pairs -n 0"])
-    print(f"ratio of medians -n 2 / -n 0: {ratio:.2f}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**times, "ratio": ratio}))
-    print(f"raw numbers: {out}")
+    report(
+        times,
+        ("20 pairs -n 2", "20 pairs -n 0"),
+        args.json,
+        f"vm: {platform.machine()}, rounds={args.rounds} (wall time of a whole pytest run)",
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,27 @@
+"""The one way a bench reports: a min / median / max table, the ratio of two medians, and
+the raw numbers as JSON."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+
+def report(
+    times: dict[str, list[float]], ratio_of: tuple[str, str], json_path: str, title: str
+) -> float:
+    """Print the table and ``median(ratio_of[0]) / median(ratio_of[1])``; write JSON."""
+    print(title)
+    print(f"{'':14} {'min':>7} {'median':>7} {'max':>7}")
+    for name, values in times.items():
+        low, mid, high = min(values), statistics.median(values), max(values)
+        print(f"{name:14} {low:6.2f}s {mid:6.2f}s {high:6.2f}s")
+    top, bottom = ratio_of
+    ratio = statistics.median(times[top]) / statistics.median(times[bottom])
+    print(f"ratio of medians {top} / {bottom}: {ratio:.2f}")
+    out = Path(json_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**times, "ratio": ratio}))
+    print(f"raw numbers: {out}")
+    return ratio
