@@ -1,5 +1,5 @@
 """Failures a standby's log states outright, each with its fix: a wait that sees one
-stops at once and says so, instead of running into its timeout.
+stops and says so, instead of running into its timeout.
 
 >>> watch = LogWatch(lambda: log_text)                               # doctest: +SKIP
 >>> watch()   # None, or "the standby cannot stream: ..." once such a line is logged
@@ -30,13 +30,17 @@ KNOWN_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
 
 
 class LogWatch:
-    """Looks at what a log gained since the watch began, at most every ``interval``
-    seconds; returns the first known failure found, with the log line and the fix."""
+    """Looks at what a log gained since the watch's first look, at most every
+    ``interval`` seconds; returns the first known failure found, with the log line and
+    the fix. The first look is taken only once a wait has lasted ``interval``, so a wait
+    that ends at once reads no log (a Docker node's log is an API call). A failure the log
+    states keeps being logged (the WAL receiver retries every few seconds), so it is
+    still seen after that first look."""
 
     def __init__(self, read: Callable[[], str], interval: float = 0.5) -> None:
         self._read = read
         self._interval = interval
-        self._seen = len(self._text())
+        self._seen: int | None = None
         self._next = time.monotonic() + interval
 
     def _text(self) -> str:
@@ -50,6 +54,9 @@ class LogWatch:
             return None
         self._next = time.monotonic() + self._interval
         text = self._text()
+        if self._seen is None:  # the first look: what was logged before is not ours
+            self._seen = len(text)
+            return None
         fresh = text[self._seen :] if len(text) >= self._seen else text
         for pattern, meaning, fix in KNOWN_FAILURES:
             match = pattern.search(fresh)
