@@ -85,6 +85,18 @@ def test_setup_output_shows_the_documented_script_ran(pair: Cluster) -> None:
     assert positions == sorted(positions), "the script's steps ran out of order"
 
 
+def test_the_primary_ran_setup_primary(pair: Cluster) -> None:
+    """lab/setup-primary.sh ran on this very primary (on Docker, after the image's initdb
+    template was unpacked: the entrypoint's other steps still run)."""
+    out = pair.primary.setup_output()
+    assert "Creating replication role replicator..." in out, out
+    assert "Replication role replicator is ready." in out, out
+    assert (
+        pair.primary.query_value("SELECT rolreplication FROM pg_roles WHERE rolname = 'replicator'")
+        is True
+    )
+
+
 def test_standby_streams_from_the_primary(pair: Cluster) -> None:
     pair.standby.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
     assert pair.primary.query_value(

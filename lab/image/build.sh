@@ -60,13 +60,24 @@ esac
 TAG="${TAG:-pgstandby/postgres:$PG_MAJOR}"
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+# The recipe: a digest of the files the image is built from, stored as a label. A cached
+# tag counts only when it was built from this recipe, so a checkout whose Dockerfile or
+# entrypoint changed rebuilds instead of testing against a stale image.
+RECIPE="$(cat "$HERE/Dockerfile" "$HERE/docker-entrypoint.sh" | sha256sum | cut -c1-16)"
+cached() {
+    [ "$(docker image inspect -f '{{index .Config.Labels "org.pgstandby.recipe"}}' "$1" 2>/dev/null)" = "$RECIPE" ]
+}
 
 docker info >/dev/null 2>&1 || die "no Docker daemon answers (docker info failed)"
 
 # fast path, without the lock
-if [ "$FORCE" = 0 ] && image_exists "$TAG"; then
+if [ "$FORCE" = 0 ] && cached "$TAG"; then
     say "image $TAG is cached (use --force to rebuild)"
     exit 0
+fi
+if [ "$FORCE" = 0 ] && image_exists "$TAG"; then
+    say "image $TAG was built from another recipe than this checkout's; rebuilding it"
+    FORCE=stale
 fi
 
 # one build at a time; whoever waited re-checks the tag afterwards
@@ -81,7 +92,7 @@ if ! flock -n 9; then
     say "another build holds $LOCK_FILE; waiting for it"
     flock 9
 fi
-if [ "$FORCE" = 0 ] && image_exists "$TAG"; then
+if [ "$FORCE" != 1 ] && cached "$TAG"; then
     say "image $TAG is cached (built while we waited)"
     exit 0
 fi
@@ -255,7 +266,7 @@ say "docker build $TAG (PostgreSQL $PG_MAJOR)"
 DOCKER_BUILDKIT=0 docker build \
     --build-arg "PG_MAJOR=$PG_MAJOR" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-    --label "$LABEL" \
+    --label "$LABEL" --label "org.pgstandby.recipe=$RECIPE" \
     "${NETWORK_ARGS[@]}" "${ADD_HOST_ARGS[@]}" "${CACHE_ARGS[@]}" \
     --force-rm \
     -t "$TAG" "$HERE"

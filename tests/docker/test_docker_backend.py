@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pytest_pgstandby import (
@@ -45,6 +46,21 @@ def test_standby_runs_the_seed_defaults_and_ports_are_loopback_only(pair, docker
         "Networks"
     ]
     assert any("postgres-primary-lab" in (n.get("Aliases") or []) for n in aliases.values())
+
+
+def test_a_primary_from_the_template_wants_the_password_the_harness_chose(pair) -> None:  # type: ignore[no-untyped-def]
+    """The image's initdb template has no superuser password; primary-init.sh sets the
+    harness's, and the `host all all all scram-sha-256` line of the entrypoint asks for it."""
+    assert "unpacking the initdb template" in pair.primary.setup_output()
+    params = psycopg.conninfo.conninfo_to_dict(pair.primary.dsn)
+    assert len(str(params["password"])) >= 16
+    params["password"] = "not-" + str(params["password"])
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(psycopg.conninfo.make_conninfo(**params), connect_timeout=5).close()
+    hba = pair.primary.execute(
+        "SELECT type, database, user_name, auth_method FROM pg_hba_file_rules"
+    )
+    assert ("host", ["all"], ["all"], "scram-sha-256") in hba
 
 
 def test_stop_start_and_kill_through_the_container(
