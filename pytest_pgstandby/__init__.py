@@ -37,12 +37,14 @@ from .errors import (  # noqa: E402
     WaitTimeoutError,
 )
 from .node import Node, ServerLike, as_node  # noqa: E402
+from .snapshots import ClusterSnapshot, take_snapshot  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BinariesNotFoundError",
     "Cluster",
+    "ClusterSnapshot",
     "ConfigurationError",
     "DockerUnavailableError",
     "FilesUnavailableError",
@@ -70,5 +72,6 @@ __all__ = [
     "build_cluster",
     "poll_query_until",
     "start_cluster",
+    "take_snapshot",
     "wait_for_catchup",
 ]

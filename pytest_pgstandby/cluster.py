@@ -95,7 +95,8 @@ class Cluster:
         primary by default; a standby makes a cascade). Returns once it streams.
 
         ``slot=True``: a physical slot named after the standby is created on the upstream
-        before the base backup and the standby streams through it (``primary_slot_name``);
+        before the base backup and the standby streams through it (``primary_slot_name``,
+        on its command line: a standby cloned from this one must not inherit it);
         the harness drops it at teardown. ``synchronous=True``: the upstream lists the
         standby in ``synchronous_standby_names``, under the name its WAL receiver really
         presents (``cluster_name``, which each harness standby runs with).
@@ -120,12 +121,11 @@ class Cluster:
             up.create_slot(name)
             self.slots.append((up, name))
         t = self.settings.timeout
-        node = Node(self.backend.create_standby(name, up.handle), t)
+        node = Node(self.backend.create_standby(name, up.handle, slot=name if slot else None), t)
         self.standbys.append(node)
         self._upstreams[name] = up
         node.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming", timeout=t)
-        if slot:
-            node.set_conf(primary_slot_name=name)
+        if slot:  # given on the standby's command line (see the backends)
             up.poll_query_until(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = %s", params=[name]
             )
@@ -180,7 +180,9 @@ class Cluster:
         """Drop the slots the harness made (stopping a standby that still streams through
         one first). Teardown does this; returns the names dropped."""
         dropped = []
-        for upstream, slot in list(self.slots):
+        # the last made first: in a cascade, a standby that hosts a slot stops only after
+        # the slot it hosts is dropped
+        for upstream, slot in reversed(self.slots):
             user = next((s for s in self.standbys if s.name == slot), None)
             try:
                 if user is not None and user.is_running():

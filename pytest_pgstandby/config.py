@@ -13,6 +13,7 @@ from .errors import ConfigurationError
 
 BACKENDS = ("auto", "local", "docker", "external")
 KEEP = ("never", "on-failure", "always")
+FRESH = ("auto", "snapshot", "rebuild")
 DEFAULT_IMAGE = "postgres:17"
 DEFAULT_TIMEOUT = 60.0
 #: Settings that hold one value per standby: repeatable options, comma lists elsewhere.
@@ -34,6 +35,9 @@ class Settings:
     leave servers and directories behind for inspection. ``primary_dsn`` and
     ``standby_dsn`` name servers the harness did not start (the external backend); the
     ``*_data_dir`` / ``*_container`` settings say where their files can be read.
+    ``fresh``: how a function-scoped factory cluster is made for each test: ``snapshot``
+    (a copy of a pair built once per session, local backend), ``rebuild`` (the scripts
+    every time), ``auto`` (snapshot where the backend can, else rebuild).
     """
 
     backend: str = "auto"
@@ -51,6 +55,7 @@ class Settings:
     cascade: bool = False
     slots: bool = False
     synchronous: str | None = None
+    fresh: str = "auto"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -62,6 +67,12 @@ class Settings:
             raise ConfigurationError(
                 f"unknown keep mode {self.keep!r}. Fix: --pgstandby-keep takes one of "
                 f"{', '.join(KEEP)}."
+            )
+        if self.fresh not in FRESH:
+            raise ConfigurationError(
+                f"unknown fresh mode {self.fresh!r}. Fix: --pgstandby-fresh takes one of "
+                f"{', '.join(FRESH)} (auto: function-scoped clusters are restored from a "
+                "per-session snapshot where the backend can, else rebuilt)."
             )
         if self.standbys < 1:
             raise ConfigurationError(

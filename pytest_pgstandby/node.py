@@ -21,6 +21,7 @@ from .backends.base import NodeHandle, PeerAddress, StopMode, conninfo_params, s
 from .backends.external import ExternalNode, Server
 from .config import DEFAULT_TIMEOUT
 from .diagnosis import LogWatch
+from .errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,20 @@ class Node:
         []                                                               # doctest: +SKIP
         """
         self.handle.refuse_unless_owned("change the settings of")
+        fixed = [
+            str(row[0])
+            for row in self.execute(
+                "SELECT name FROM pg_settings WHERE source = 'command line' AND name = ANY(%s)",
+                [list(gucs)],
+            )
+        ]
+        if fixed:
+            raise ConfigurationError(
+                f"{', '.join(fixed)} of {self.name} is given on its server's command line (by "
+                "the harness: ports, cluster_name, a slot from add_standby(slot=True)), which "
+                "ALTER SYSTEM cannot override. Fix: leave it to the harness, or add a standby "
+                "without slot=True and set_conf(primary_slot_name=...) on that one."
+            )
         with self.connect() as conn:
             for name, value in gucs.items():
                 if value is None:

@@ -36,6 +36,8 @@ _HELP = {
     "cascade": "chain the standbys: each streams from the one before (default false)",
     "slots": "give each standby a physical replication slot on its upstream (default false)",
     "synchronous": "make the primary's standbys synchronous: 'FIRST n' or 'ANY n'",
+    "fresh": "function-scoped factory clusters: auto|snapshot|rebuild (default auto: a copy "
+    "of a per-session snapshot on the local backend)",
 }
 
 

@@ -469,7 +469,9 @@ class DockerBackend:
         node = DockerNode(self, name, "primary", PRIMARY_ALIAS, container, creds)
         return self._start(node, wait=False)
 
-    def create_standby(self, name: str, upstream: NodeHandle) -> DockerNode:
+    def create_standby(
+        self, name: str, upstream: NodeHandle, slot: str | None = None
+    ) -> DockerNode:
         """A container whose entrypoint is setup-standby.sh. ``upstream`` is the primary
         (the seed's default host) or, for a cascade, another standby of this cluster, which
         the script reaches under its alias: only the host value changes."""
@@ -495,7 +497,9 @@ class DockerBackend:
         container = container.with_env(
             "PGSTANDBY_START_COMMAND",
             f"bash {SUPERVISOR_IN_CONTAINER} docker-entrypoint.sh postgres -D {PGDATA} "
-            f"-c cluster_name={name}",
+            f"-c cluster_name={name}" + (f" -c primary_slot_name={slot}" if slot else ""),
+            # a slot on the command line, not in postgresql.auto.conf, where a cascaded
+            # standby cloned from this one would inherit a slot name that is not its own
         )
         container = (
             container.with_env("PGSTANDBY_POLL_INTERVAL", "0.02")

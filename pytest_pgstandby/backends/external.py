@@ -323,7 +323,9 @@ class ExternalBackend:
     def create_primary(self, name: str) -> ExternalNode:
         return self._node(self.primary, name, "primary", "primary")
 
-    def create_standby(self, name: str, upstream: NodeHandle) -> ExternalNode:
+    def create_standby(
+        self, name: str, upstream: NodeHandle, slot: str | None = None
+    ) -> ExternalNode:
         if self._given >= len(self.standbys):
             raise ConfigurationError(
                 f"a standby {name!r} was asked for, but only {len(self.standbys)} standby "

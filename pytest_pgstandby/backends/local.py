@@ -68,6 +68,7 @@ class LocalNode(OwnedHandle):
     relay: subprocess.Popen[bytes] | None = None
     relay_port: str = ""
     script_env: dict[str, str] = field(default_factory=dict)  # how setup-standby.sh ran
+    slot: str | None = None  # the upstream's slot it streams through (command line)
 
     @property
     def dsn(self) -> str:
@@ -106,6 +107,9 @@ class LocalNode(OwnedHandle):
             # takes milliseconds, not ~0.4 s of throttling
             "-c", "checkpoint_completion_target=0",
             "-c", f"unix_socket_directories={self.backend.socket_dir}",
+            # on the command line, not in postgresql.auto.conf, where a cascaded standby
+            # cloned from this one would inherit a slot name that is not its own
+            *(["-c", f"primary_slot_name={self.slot}"] if self.slot else []),
         ]  # fmt: skip
 
     def _launch(self, argv: list[str], output: Path, env: dict[str, str]) -> None:
@@ -122,10 +126,13 @@ class LocalNode(OwnedHandle):
             )
 
     def start(self) -> None:
-        if self.is_running():
-            return
-        self._launch(self.server_command(), self.log_path, self.backend.env())
+        self.launch()
         self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the server on its data and return at once (``wait_ready`` waits)."""
+        if not self.is_running():
+            self._launch(self.server_command(), self.log_path, self.backend.env())
 
     def start_via_script(self, script: Path, env: dict[str, str]) -> None:
         self.script_env = env
@@ -328,11 +335,18 @@ class LocalBackend:
         self.account.chown(path)
         return path
 
-    def _port(self) -> int:
+    def reserve(self) -> int:
         """A port reserved for this session's lifetime (stop/start keep it)."""
         port, mark = reserve_port(self.base)
         self.port_marks.append(mark)
         return port
+
+    def adopt(self, name: str, role: Role, port: int, slot: str | None = None) -> LocalNode:
+        """A node for a data directory already in place under this session's root."""
+        data_dir = str(self.check_data_dir(self.root / name))
+        node = LocalNode(self, name, role, port, data_dir, slot=slot)
+        self.nodes.append(node)
+        return node
 
     def describe(self) -> str:
         return (
@@ -387,7 +401,7 @@ class LocalBackend:
         return resolved
 
     def create_primary(self, name: str) -> LocalNode:
-        node = LocalNode(self, name, "primary", self._port(), str(self.root / name))
+        node = LocalNode(self, name, "primary", self.reserve(), str(self.root / name))
         self.nodes.append(node)
         made = template(self.bins, self.account, self.base, self.env(), self.timeout)
         line = copy_template(made, node.data_dir, self.account, self.env(), self.timeout)
@@ -409,31 +423,38 @@ class LocalBackend:
         return node
 
     def create_standby(
-        self, name: str, upstream: NodeHandle, data_dir: Path | None = None
+        self,
+        name: str,
+        upstream: NodeHandle,
+        slot: str | None = None,
+        data_dir: Path | None = None,
     ) -> LocalNode:
         """Run setup-standby.sh against ``upstream`` (the primary, or a standby for a
-        cascade: only the port value changes); its final ``exec`` is the postmaster."""
+        cascade: only the port value changes); its final ``exec`` is the postmaster, which
+        streams through ``slot`` when one is given (made on the upstream beforehand)."""
         target = self.check_data_dir(data_dir or self.root / name)
-        node = LocalNode(self, name, "standby", self._port(), str(target))
+        node = LocalNode(self, name, "standby", self.reserve(), str(target), slot=slot)
         if data_dir is None:
             self._own_dir(name)
         self.nodes.append(node)
+        env = self.standby_env(node, upstream.port)
+        node.start_via_script(self.scripts / "setup-standby.sh", env)
+        return node
+
+    def standby_env(self, node: LocalNode, upstream_port: int) -> dict[str, str]:
+        """The values setup-standby.sh runs with for ``node``."""
         start_command = (
             shlex.join(node.server_command()) + " >>" + shlex.quote(str(node.log_path)) + " 2>&1"
         )
-        node.start_via_script(
-            self.scripts / "setup-standby.sh",
-            self.env(
-                PGSTANDBY_PRIMARY_HOST="127.0.0.1",
-                PGSTANDBY_PRIMARY_PORT=str(upstream.port),
-                PGSTANDBY_DATA_DIR=node.data_dir,
-                PGSTANDBY_POLL_INTERVAL="0.1",
-                PGSTANDBY_START_COMMAND=start_command,
-                POSTGRES_REPLICATION_USER=REPLICATION_USER,
-                POSTGRES_REPLICATION_PASSWORD=REPLICATION_PASSWORD,
-            ),
+        return self.env(
+            PGSTANDBY_PRIMARY_HOST="127.0.0.1",
+            PGSTANDBY_PRIMARY_PORT=str(upstream_port),
+            PGSTANDBY_DATA_DIR=node.data_dir,
+            PGSTANDBY_POLL_INTERVAL="0.1",
+            PGSTANDBY_START_COMMAND=start_command,
+            POSTGRES_REPLICATION_USER=REPLICATION_USER,
+            POSTGRES_REPLICATION_PASSWORD=REPLICATION_PASSWORD,
         )
-        return node
 
     def close(self, keep: bool = False) -> None:
         if keep:

@@ -18,7 +18,10 @@ from pytest_pgstandby import (
     ImageMissingError,
     NameClashError,
     Settings,
+    UnsupportedError,
+    assert_streaming,
     start_cluster,
+    take_snapshot,
 )
 from pytest_pgstandby.backends.docker import LABEL, LABEL_CLUSTER, DockerBackend
 from tests.helpers import wait_for_child_file
@@ -61,6 +64,12 @@ def test_a_primary_from_the_template_wants_the_password_the_harness_chose(pair) 
         "SELECT type, database, user_name, auth_method FROM pg_hba_file_rules"
     )
     assert ("host", ["all"], ["all"], "scram-sha-256") in hba
+
+
+def test_a_docker_cluster_cannot_be_snapshotted_and_says_what_to_do(pair) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UnsupportedError, match="backend='local', or fresh='rebuild'"):
+        take_snapshot(pair)
+    assert_streaming(pair.primary, pair.standby)  # untouched
 
 
 def test_stop_start_and_kill_through_the_container(
@@ -120,7 +129,8 @@ def test_leftovers_of_a_killed_pytest_are_swept_at_the_next_start(
         import pathlib, time
         from pytest_pgstandby.backends.docker import DockerBackend
         backend = DockerBackend({pgstandby_settings.image!r})
-        backend.create_primary("primary")
+        primary = backend.create_primary("primary")
+        primary.container  # its creation runs beside the caller: wait for it
         pathlib.Path({str(ready)!r}).write_text(backend.cluster)
         time.sleep(600)
         """

@@ -1,0 +1,54 @@
+"""Function-scoped factory clusters: copies of a per-session snapshot by default on the
+local backend, the scripts every time with fresh="rebuild"."""
+
+from __future__ import annotations
+
+import pytest
+
+TESTS = """
+    import pytest
+
+    RESTORED = "[pytest-pgstandby] restored from the snapshot"
+
+    @pytest.mark.parametrize("round", range(3))
+    def test_each_gets_its_own_pair(fresh, round):
+        primary, standby = fresh.primary, fresh.standby
+        # nothing from an earlier test's pair: each is a copy of the session's snapshot
+        assert primary.query_value("SELECT to_regclass('written') IS NULL") is True
+        primary.execute("CREATE TABLE written AS SELECT %s AS round" % round)
+        primary.wait_for_catchup(standby)
+        assert standby.execute("SELECT round FROM written") == [(round,)]
+        out = standby.setup_output()
+        assert out.count("Creating base backup...") == 1
+        print("MODE", round, "restored" if RESTORED in out else "built")
+"""
+
+
+@pytest.mark.parametrize(
+    ("fresh", "expected"),
+    [
+        ("auto", ["built", "restored", "restored"]),
+        ("snapshot", ["built", "restored", "restored"]),
+        ("rebuild", ["built", "built", "built"]),
+    ],
+)
+def test_fresh_pairs_per_test(pytester: pytest.Pytester, fresh: str, expected: list[str]) -> None:
+    pytester.makeconftest(
+        f"""
+        from pytest_pgstandby import factories
+
+        fresh = factories.cluster(scope="function", backend="local", fresh={fresh!r})
+        """
+    )
+    pytester.makepyfile(TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    result.assert_outcomes(passed=3)
+    modes = [line.split("MODE ", 1)[1].split() for line in result.outlines if "MODE " in line]
+    assert [m[1] for m in modes] == expected
+
+
+def test_unknown_fresh_mode_is_refused_by_name(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pgstandby-fresh", "copy")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*unknown fresh mode 'copy'*auto, snapshot, rebuild*"])
