@@ -20,6 +20,9 @@ def report(
     top, bottom = ratio_of
     ratio = statistics.median(times[top]) / statistics.median(times[bottom])
     print(f"ratio of medians {top} / {bottom}: {ratio:.2f}")
+    for other in set(times) - {top, bottom}:
+        extra = statistics.median(times[top]) / statistics.median(times[other])
+        print(f"ratio of medians {top} / {other}: {extra:.2f}")
     out = Path(json_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**times, "ratio": ratio}))

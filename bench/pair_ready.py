@@ -1,8 +1,10 @@
 """Nothing to a streaming pair: the harness's local backend against the seed's commands
 typed as a plain shell script (initdb, pg_ctl start, the replication role, the documented
 pg_basebackup -v -P -R, the appended primary_conninfo, standby.signal, the pg_hba lines,
-pg_ctl start) in the default temp dir, alternating rounds in one run. Prints min / median
-/ max and the ratio of medians, writes JSON.
+pg_ctl start) in the default temp dir, and, when the optional `bench` extra is installed,
+testgres (init, backup, spawn_replica, catchup; in the default temp dir, run as the
+servers' account since testgres refuses root), alternating rounds in one run. Prints min /
+median / max and the ratio of medians, writes JSON.
 
     python bench/pair_ready.py --rounds 7 --json bench/results/pair_ready.json
 """
@@ -10,9 +12,11 @@ pg_ctl start) in the default temp dir, alternating rounds in one run. Prints min
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +80,41 @@ def by_hand(bindir: Path) -> float:
         shutil.rmtree(root, ignore_errors=True)
 
 
+TESTGRES = """
+import time, testgres
+started = time.perf_counter()
+with testgres.get_new_node() as primary:
+    primary.init(allow_streaming=True).start()
+    with primary.backup() as backup, backup.spawn_replica("replica").start() as replica:
+        replica.catchup()
+        print(time.perf_counter() - started)
+"""
+
+
+def with_testgres(bindir: Path) -> float | None:
+    """Seconds to a caught-up testgres replica, timed inside its own process (not the
+    interpreter's start); None when testgres is not installed."""
+    try:
+        import testgres  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    site = str(Path(testgres.__file__).resolve().parents[1])
+    account = run_account()
+    # as root, the servers' account runs the system python with this one's packages
+    python = "/usr/bin/python3" if os.getuid() == 0 else sys.executable
+    env = {"PG_BIN": str(bindir), "PYTHONPATH": site, "HOME": tempfile.gettempdir()}
+    out = subprocess.run(
+        [python, "-c", TESTGRES],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        **account.popen_kwargs(),
+    )
+    return float(out.stdout.split()[-1])
+
+
 def harness(settings: Settings) -> float:
     started = time.perf_counter()
     with start_cluster(settings):
@@ -89,10 +128,16 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings(backend="local")
     bindir = binaries_for(binaries.find(None), run_account()).bindir
-    times: dict[str, list[float]] = {"harness": [], "seed by hand": []}
+    times: dict[str, list[float]] = {"harness": [], "seed by hand": [], "testgres": []}
     for _ in range(args.rounds):
         times["harness"].append(harness(settings))
         times["seed by hand"].append(by_hand(bindir))
+        took = with_testgres(bindir)
+        if took is not None:
+            times["testgres"].append(took)
+    if not times["testgres"]:
+        print("testgres: not installed (pip install -e '.[bench]'); left out")
+        del times["testgres"]
     report(
         times,
         ("harness", "seed by hand"),

@@ -216,6 +216,8 @@ class Cluster:
         self._closed = True
         if not keep and self.slots:
             self.drop_slots()
+        for node in self.nodes if hasattr(self, "primary") else []:
+            node.close_connections()  # waits' connections, before the servers stop
         self.backend.close(keep=keep)
 
     def __enter__(self) -> Cluster:

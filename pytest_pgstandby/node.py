@@ -7,14 +7,16 @@ the backend handle's business.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, TypeAlias
 
 import psycopg
 from psycopg import sql as pgsql
 from psycopg.conninfo import make_conninfo
 
+from ._held import HeldConnection
 from ._text import mask_secrets
 from ._wait import NotYet, connect_budget, poll_until
 from .backends.base import NodeHandle, PeerAddress, StopMode, conninfo_params, shown_dsn
@@ -58,6 +60,7 @@ class Node:
         self.handle = handle
         self.timeout = timeout
         self._version_num: int | None = None
+        self._held: HeldConnection | None = None  # waits' connection to a harness server
 
     # identity ---------------------------------------------------------------------------
     @property
@@ -110,6 +113,24 @@ class Node:
         return f"<Node {self.name} ({self.role}) {mask_secrets(self.dsn)}>"
 
     # SQL --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _wait_connection(self, connect_timeout: int) -> Iterator[HeldConnection]:
+        """The connection a wait polls on. A harness server's is kept between waits (a
+        wait then opens no connection at all: ~5 ms each on loopback); another server's
+        lasts one wait. Dropped on an error, and before this node stops or starts."""
+        if not self.owned:
+            with HeldConnection(self.connect, connect_timeout) as held:
+                yield held
+            return
+        if self._held is None:
+            self._held = HeldConnection(self.connect, connect_budget(self.timeout))
+        yield self._held
+
+    def close_connections(self) -> None:
+        """Close the connection waits keep open on this server (teardown does this)."""
+        if self._held is not None:
+            self._held.close()
+
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A new autocommit psycopg connection; keyword arguments override conninfo keys.
 
@@ -165,21 +186,24 @@ class Node:
     ) -> None:
         """Run ``sql`` (with ``params``) until its first value equals ``expected``
         (bounded, fast polling); the timeout error says what it last returned."""
+
         budget = connect_budget(timeout or self.timeout)
 
         def check() -> bool:
-            value = self.query_value(sql, params, connect_timeout=budget)
+            row = held.row(sql, params, budget)
+            value = row[0] if row else None
             if value != expected:
                 raise NotYet(f"returned {value!r}")
             return True
 
-        poll_until(
-            check,
-            what=f"`{sql}` on {self.name} to return {expected!r}",
-            timeout=timeout or self.timeout,
-            log=self.log,
-            abort=LogWatch(self.log),
-        )
+        with self._wait_connection(budget) as held:
+            poll_until(
+                check,
+                what=f"`{sql}` on {self.name} to return {expected!r}",
+                timeout=timeout or self.timeout,
+                log=self.log,
+                abort=LogWatch(self.log),
+            )
 
     def wait_for_catchup(
         self,
@@ -194,24 +218,28 @@ class Node:
         if mode not in _STANDBY_LSN:
             raise ValueError(f"unknown mode {mode!r}; use 'replay' or 'receive'")
         budget = connect_budget(timeout or self.timeout)
-        target = target_lsn or self.query_value(_UPSTREAM_LSN, connect_timeout=budget)
+        target: Any = target_lsn
+        if not target:
+            with self._wait_connection(budget) as upstream:
+                row = upstream.row(_UPSTREAM_LSN, bound=budget)
+                target = row[0] if row else None
         column = _STANDBY_LSN[mode]
 
         def check() -> bool:
-            row = standby.execute(
-                f"SELECT {column}::text, {column} >= %s::pg_lsn", [target], connect_timeout=budget
-            )[0]
+            row = held.row(f"SELECT {column}::text, {column} >= %s::pg_lsn", [target], budget)
+            assert row is not None
             if not row[1]:
                 raise NotYet(f"{standby.name} {mode} LSN {row[0]}, target {target}")
             return True
 
-        poll_until(
-            check,
-            what=f"{standby.name} to {mode} up to {target} of {self.name}",
-            timeout=timeout or self.timeout,
-            log=standby.log,
-            abort=LogWatch(standby.log),
-        )
+        with standby._wait_connection(budget) as held:
+            poll_until(
+                check,
+                what=f"{standby.name} to {mode} up to {target} of {self.name}",
+                timeout=timeout or self.timeout,
+                log=standby.log,
+                abort=LogWatch(standby.log),
+            )
         return str(target)
 
     def promote(self, timeout: float | None = None) -> None:
@@ -356,9 +384,11 @@ class Node:
         self.handle.resume()
 
     def stop(self, mode: StopMode = "fast") -> None:
+        self.close_connections()  # a smart shutdown would wait for it
         self.handle.stop(mode, self.timeout)
 
     def start(self) -> None:
+        self.close_connections()
         self.handle.start()
 
     def restart(self, mode: StopMode = "fast") -> None:
@@ -368,6 +398,7 @@ class Node:
 
     def kill(self) -> None:
         """Kill the server with SIGKILL, as a crash would."""
+        self.close_connections()
         self.handle.kill()
 
     def reclone(self) -> None:
@@ -376,6 +407,7 @@ class Node:
         container restart does in the seed's setup). Returns once it streams. Unlike
         ``restart()``, nothing of its own data survives."""
         self.handle.refuse_unless_owned("reclone")
+        self.close_connections()
         self.handle.reclone()
         self.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
 

@@ -19,7 +19,13 @@ import docker.errors
 from testcontainers.core.docker_client import DockerClient
 
 from .._wait import poll_until
-from ..errors import DockerUnavailableError, FilesUnavailableError, WaitTimeoutError
+from ..errors import (
+    DockerUnavailableError,
+    FilesUnavailableError,
+    NameClashError,
+    SetupFailedError,
+    WaitTimeoutError,
+)
 from .base import PeerAddress, pid_alive
 
 log = logging.getLogger(__name__)
@@ -84,6 +90,21 @@ def _network_gone(network: Any) -> bool:
     return True
 
 
+def remove_network(network: Any, timeout: float) -> bool:
+    """Remove a network whose containers were just removed (their endpoints may linger
+    for a moment); False, with a warning, if it is still there after ``timeout``."""
+    try:
+        poll_until(
+            functools.partial(_network_gone, network),
+            what=f"network {network.name} removed",
+            timeout=timeout,
+        )
+        return True
+    except WaitTimeoutError as exc:
+        log.warning("%s", exc)
+        return False
+
+
 def sweep_leftovers(client: docker.DockerClient) -> int:
     """Remove our labelled containers and networks whose owning process (on this host)
     is gone, e.g. after a pytest killed with SIGKILL. Returns how many were removed."""
@@ -96,15 +117,7 @@ def sweep_leftovers(client: docker.DockerClient) -> int:
     for network in client.networks.list(filters=mine):
         if not pid_alive(int(network.attrs.get("Labels", {}).get(LABEL_OWNER_PID, "0"))):
             # its containers may still be going (another session's sweep): wait a little
-            try:
-                poll_until(
-                    functools.partial(_network_gone, network),
-                    what=f"leftover network {network.name} removed",
-                    timeout=10,
-                )
-                removed += 1
-            except WaitTimeoutError as exc:
-                log.warning("%s", exc)
+            removed += remove_network(network, timeout=10)
     if removed:
         log.info("removed %d leftover container(s)/network(s) of dead processes", removed)
     return removed
@@ -207,3 +220,57 @@ def container_env(container: Any, key: str) -> str | None:
         if item.startswith(f"{key}="):
             return str(item.split("=", 1)[1])
     return None
+
+
+def refuse_clash(client: docker.DockerClient, name: str) -> None:
+    """Refuse a name that a container or network already uses, touching nothing."""
+    for kind in (client.containers, client.networks):
+        try:
+            found = kind.get(name)
+        except docker.errors.NotFound:
+            continue
+        labels = found.attrs.get("Config", {}).get("Labels") or found.attrs.get("Labels") or {}
+        owner = "ours from another run" if labels.get(LABEL) == "1" else "not ours"
+        raise NameClashError(
+            f"a Docker {kind.model.__name__.lower()} named {name!r} already exists "
+            f"({owner}); it was left untouched. Fix: remove or rename it yourself, or "
+            "choose another cluster name."
+        )
+
+
+def published_port(container: Any, what: str) -> int:
+    """The host port a (reloaded) container publishes 5432 on at 127.0.0.1."""
+    bindings = container.attrs["NetworkSettings"]["Ports"].get("5432/tcp") or []
+    ours = [b for b in bindings if b.get("HostIp") == "127.0.0.1"]
+    if not ours:
+        raise WaitTimeoutError(f"{what} has no port published on 127.0.0.1 yet")
+    return int(ours[0]["HostPort"])
+
+
+class ContainerRelay:
+    """A relay process inside a container (backends/relay.pl), started by a detached
+    ``docker exec`` so that it is no child of the server, and signalled by its pid."""
+
+    REPORT = "/tmp/pgstandby-relay"  # relay.pl writes "<port> <pid>" there once it listens
+
+    def __init__(self, container: Any, name: str) -> None:
+        self.container = container
+        self.name = name
+        self.pid: str | None = None
+
+    def open(self, argv: list[str]) -> None:
+        self.container.exec_run([*argv, self.REPORT], detach=True)
+
+        def report() -> str:
+            code, out = self.container.exec_run(["cat", self.REPORT])
+            if code != 0:
+                raise FileNotFoundError(f"{self.REPORT} not written yet")
+            return bytes(out).decode().split()[1]
+
+        self.pid = poll_until(report, what=f"the relay in {self.name}", timeout=30)
+
+    def signal(self, sig: str) -> None:
+        # bash's kill builtin: images need not have procps' kill
+        code, out = self.container.exec_run(["bash", "-c", f"kill -{sig} {self.pid}"])
+        if code != 0:
+            raise SetupFailedError(f"could not signal the relay in {self.name}: {out!r}")

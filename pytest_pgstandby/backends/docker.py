@@ -34,10 +34,8 @@ from testcontainers.core.network import Network
 from .._wait import poll_until
 from ..errors import (
     ImageMissingError,
-    NameClashError,
     SetupFailedError,
     UnsupportedError,
-    WaitTimeoutError,
 )
 from ..labfiles import lab_file
 from .base import (
@@ -58,9 +56,13 @@ from .containers import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     ContainerFiles,
+    ContainerRelay,
     availability,
     connect_docker,
     container_address,
+    published_port,
+    refuse_clash,
+    remove_network,
     sweep_leftovers,
 )
 
@@ -87,7 +89,6 @@ PRIMARY_INIT = Path(__file__).with_name("primary-init.sh")
 PRIMARY_INIT_IN_CONTAINER = "/pgstandby-primary-init.sh"
 TEMPLATE_LABEL = "org.pgstandby.template"  # lab/image/Dockerfile: an initdb made at build
 RELAY_PORT = "15432"  # on the container's own 127.0.0.1
-RELAY_REPORT = "/tmp/pgstandby-relay"
 _SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 _SETUP_END = {
     "primary": "PostgreSQL init process complete; ready for start up.",
@@ -108,7 +109,7 @@ class DockerNode(OwnedHandle):
     host: str = "127.0.0.1"
     data_dir: str = PGDATA
     upstream: DockerNode | None = None  # a standby's upstream: if it dies, stop waiting
-    relay_pid: str | None = None
+    relay: ContainerRelay | None = None
     _port: int | None = field(default=None, repr=False)
     _kept: bool = field(default=False, repr=False)
     _starting: Future[None] | None = field(default=None, repr=False)
@@ -139,11 +140,7 @@ class DockerNode(OwnedHandle):
         """The host port published on 127.0.0.1 (docker may pick a new one at each start)."""
         if self._port is None:
             self.container.reload()
-            bindings = self.wrapped.attrs["NetworkSettings"]["Ports"].get("5432/tcp") or []
-            ours = [b for b in bindings if b.get("HostIp") == "127.0.0.1"]
-            if not ours:
-                raise WaitTimeoutError(f"{self.name} has no port published on 127.0.0.1 yet")
-            self._port = int(ours[0]["HostPort"])
+            self._port = published_port(self.wrapped, self.name)
         return self._port
 
     @property
@@ -304,35 +301,18 @@ class DockerNode(OwnedHandle):
     def open_relay(self, host: str, port: str) -> tuple[str, str]:
         """The relay runs inside this container (mounted at creation), started by a
         detached ``docker exec`` so that it is no child of the postmaster."""
-        if self.relay_pid is None:
-            self.wrapped.exec_run(
-                ["perl", RELAY_IN_CONTAINER, RELAY_PORT, host, port, RELAY_REPORT], detach=True
-            )
-
-            def report() -> str:
-                code, out = self.container.exec(["cat", RELAY_REPORT])
-                if code != 0:
-                    raise FileNotFoundError(f"{RELAY_REPORT} not written yet")
-                return bytes(out).decode().split()[1]
-
-            self.relay_pid = poll_until(
-                report, what=f"the relay in {self.container_name()}", timeout=30
-            )
+        if self.relay is None:
+            self.relay = ContainerRelay(self.wrapped, self.container_name() or self.name)
+            self.relay.open(["perl", RELAY_IN_CONTAINER, RELAY_PORT, host, port])
         return "127.0.0.1", RELAY_PORT
 
     def cut_relay(self) -> None:
-        assert self.relay_pid is not None, "open_relay() first"
-        self._signal_relay("STOP")
+        assert self.relay is not None, "open_relay() first"
+        self.relay.signal("STOP")
 
     def mend_relay(self) -> None:
-        if self.relay_pid is not None:
-            self._signal_relay("CONT")
-
-    def _signal_relay(self, sig: str) -> None:
-        # bash's kill builtin: images need not have procps' kill
-        code, out = self.container.exec(["bash", "-c", f"kill -{sig} {self.relay_pid}"])
-        if code != 0:
-            raise SetupFailedError(f"could not signal the relay in {self.name}: {out!r}")
+        if self.relay is not None:
+            self.relay.signal("CONT")
 
     def remove(self) -> None:
         """Remove the container and its anonymous volumes (testcontainers' stop)."""
@@ -386,19 +366,7 @@ class DockerBackend:
         return next((n for n in self.nodes if n.container_name() == name), None)
 
     def _refuse_clash(self, name: str) -> None:
-        """Refuse a name that a container or network already uses, touching nothing."""
-        for kind in (self.client.containers, self.client.networks):
-            try:
-                found = kind.get(name)
-            except docker.errors.NotFound:
-                continue
-            labels = found.attrs.get("Config", {}).get("Labels") or found.attrs.get("Labels") or {}
-            owner = "ours from another run" if labels.get(LABEL) == "1" else "not ours"
-            raise NameClashError(
-                f"a Docker {kind.model.__name__.lower()} named {name!r} already exists "
-                f"({owner}); it was left untouched. Fix: remove or rename it yourself, or "
-                "choose another cluster name."
-            )
+        refuse_clash(self.client, name)
 
     def describe(self) -> str:
         return f"docker: image {self.image}, network pgstandby-{self.cluster}"
@@ -527,16 +495,5 @@ class DockerBackend:
                 pass
             except Exception as exc:
                 log.warning("could not remove %s: %s", node.name, exc)
-        try:
-            # endpoints of just-removed containers may linger for a moment
-            poll_until(
-                self._remove_network, what=f"network {self.network.name} removed", timeout=60
-            )
-        except WaitTimeoutError as exc:
-            log.warning("%s", exc)
+        remove_network(self.network, timeout=60)
         self.client.close()
-
-    def _remove_network(self) -> bool:
-        with contextlib.suppress(docker.errors.NotFound):
-            self.network.remove()
-        return True

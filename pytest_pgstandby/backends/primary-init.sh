@@ -34,6 +34,9 @@ docker_init_database_dir() {
 # initdb would have set the password from POSTGRES_PASSWORD; the template has none. One
 # psql for it and for the entrypoint's own step (create POSTGRES_DB unless it exists).
 docker_setup_db() {
+	# POSTGRES_DB='' only stops docker_process_sql from adding --dbname; :'db' must see
+	# the real name, hence the expansion of the outer value on the same line
+	# shellcheck disable=SC2097,SC2098
 	POSTGRES_DB='' docker_process_sql --dbname postgres --quiet --set pw="$POSTGRES_PASSWORD" \
 		--set user="$POSTGRES_USER" --set db="$POSTGRES_DB" <<-'EOSQL'
 		ALTER ROLE :"user" PASSWORD :'pw';
@@ -44,8 +47,8 @@ docker_setup_db() {
 }
 
 _pgstandby_wait() {  # usage: _pgstandby_wait up|down
-	local i
-	for i in $(seq 1 3000); do
+	local _
+	for _ in $(seq 1 3000); do
 		if [ "$1" = up ]; then
 			pg_isready -q -h /var/run/postgresql -p "${PGPORT:-5432}" && return 0
 		else

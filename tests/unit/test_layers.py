@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "_text": 0,
     "_wait": 1,
+    "_held": 1,
     "diagnosis": 1,
     "labfiles": 1,
     "config": 1,
