@@ -9,9 +9,14 @@ from pathlib import Path
 
 
 def report(
-    times: dict[str, list[float]], ratio_of: tuple[str, str], json_path: str, title: str
+    times: dict[str, list[float]],
+    ratio_of: tuple[str, str],
+    json_path: str,
+    title: str,
+    against_all: bool = False,
 ) -> float:
-    """Print the table and ``median(ratio_of[0]) / median(ratio_of[1])``; write JSON."""
+    """Print the table and ``median(ratio_of[0]) / median(ratio_of[1])`` (and against
+    every other row too with ``against_all``); write JSON."""
     print(title)
     print(f"{'':14} {'min':>7} {'median':>7} {'max':>7}")
     for name, values in times.items():
@@ -20,7 +25,7 @@ def report(
     top, bottom = ratio_of
     ratio = statistics.median(times[top]) / statistics.median(times[bottom])
     print(f"ratio of medians {top} / {bottom}: {ratio:.2f}")
-    for other in set(times) - {top, bottom}:
+    for other in [t for t in times if against_all and t not in (top, bottom)]:
         extra = statistics.median(times[top]) / statistics.median(times[other])
         print(f"ratio of medians {top} / {other}: {extra:.2f}")
     out = Path(json_path)

@@ -143,6 +143,7 @@ def main() -> None:
         ("harness", "seed by hand"),
         args.json,
         f"vm: {platform.machine()}, rounds={args.rounds}, temp dir {tempfile.gettempdir()}",
+        against_all=True,
     )
 
 
