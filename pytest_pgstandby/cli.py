@@ -17,6 +17,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -69,6 +70,53 @@ def _lab_dsn(env: dict[str, str], role: str) -> str:
     return f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
 
 
+def _lab_running(env: dict[str, str], role: str) -> bool | None:
+    """Whether the lab's container of ``role`` runs (None: it does not exist)."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Running}}", _lab_container(env, role)],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() == "true" if out.returncode == 0 else None
+
+
+def _require_lab_up(env: dict[str, str]) -> None:
+    states = {role: _lab_running(env, role) for role in ("primary", "standby")}
+    down = [
+        f"{_lab_container(env, r)} ({'stopped' if s is False else 'absent'})"
+        for r, s in states.items()
+        if not s
+    ]
+    if down:
+        raise PgStandbyError(
+            f"the lab is not up: {', '.join(down)}. Fix: pgstandby lab up (then pgstandby "
+            "lab check); for a pair you built yourself, pgstandby check --primary DSN "
+            "--standby DSN."
+        )
+
+
+def _refuse_taken_ports(env: dict[str, str]) -> None:
+    """Before anything is created: each lab port must be free on 127.0.0.1, unless the lab
+    itself already holds it (a second `lab up` is a no-op)."""
+    for role, default in (("primary", "5432"), ("standby", "5433")):
+        if _lab_running(env, role):
+            continue
+        var = f"PGSTANDBY_LAB_{role.upper()}_PORT"
+        port = env.get(var, default)
+        other = int(port) % 50000 + 10000
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", int(port)))
+            except OSError as exc:
+                raise PgStandbyError(
+                    f"cannot bring the lab up: host port {port} for the {role} ({var}) is "
+                    f"taken on 127.0.0.1 ({exc.strerror}); nothing was created. Fix: stop "
+                    f"what listens there, or choose another port: {var}={other} "
+                    "pgstandby lab up (pgstandby lab check then finds it by the same "
+                    "variable)."
+                ) from None
+
+
 def _wait_lab_streaming(env: dict[str, str], timeout: float) -> None:
     """Wait (bounded) until the lab's standby streams; the error shows its log tail."""
 
@@ -99,6 +147,7 @@ def lab(args: argparse.Namespace) -> int:
     env.setdefault("PGSTANDBY_IMAGE", args.image or LAB_IMAGE_DEFAULT)
     base = [*_compose(), "-f", str(lab_dir() / "docker-compose.yml")]
     if args.action == "up":
+        _refuse_taken_ports(env)  # first: a taken port must leave nothing half-made
         # imported here: docker-py and testcontainers cost ~0.2 s, and only `lab up` needs them
         from .backends.docker import availability, connect_docker
 
@@ -123,6 +172,7 @@ def lab(args: argparse.Namespace) -> int:
     if args.action == "down":
         return subprocess.call([*base, "down", "-v"], env=env)
     if args.action == "check":
+        _require_lab_up(env)
         return grade(
             _lab_dsn(env, "primary"),
             _lab_dsn(env, "standby"),
@@ -158,9 +208,30 @@ def grade(
             print(f"PASS  {name}")
         except AssertionError as exc:
             failed += 1
-            print(f"FAIL  {name}\n" + "\n".join("      " + line for line in str(exc).splitlines()))
+            text = _in_cli_words(str(exc))
+            print(f"FAIL  {name}\n" + "\n".join("      " + line for line in text.splitlines()))
     print(f"{len(checks) - failed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+#: The Python API's words in the helpers' fixes, and what a user of this command types.
+_CLI_WORDS = (
+    ("Pass the primary as a Node or Server(dsn, container=...)", "Give --primary-container NAME"),
+    (
+        "Server(dsn, data_dir=...) / Server(dsn, container=...)",
+        "--standby-data-dir DIR or --standby-container NAME",
+    ),
+    ("Server(dsn, data_dir='/path/to/data')", "--standby-data-dir DIR"),
+    ("Server(dsn, container='<container name>')", "--standby-container NAME"),
+    ("Server(dsn, container=...)", "--primary-container / --standby-container NAME"),
+    ("Server(dsn, data_dir=...)", "--standby-data-dir DIR"),
+)
+
+
+def _in_cli_words(text: str) -> str:
+    for api, cli in _CLI_WORDS:
+        text = text.replace(api, cli)
+    return text
 
 
 def check(args: argparse.Namespace) -> int:

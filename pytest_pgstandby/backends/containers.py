@@ -274,3 +274,35 @@ class ContainerRelay:
         code, out = self.container.exec_run(["bash", "-c", f"kill -{sig} {self.pid}"])
         if code != 0:
             raise SetupFailedError(f"could not signal the relay in {self.name}: {out!r}")
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "")
+
+
+def container_publishing(host: str, port: int, beside: Any) -> Any | None:
+    """The container that publishes ``port`` on this machine's loopback and shares a
+    Docker network with ``beside`` (docker-py objects): how a primary given only by
+    ``127.0.0.1:<port>`` is found when its standby runs in a container. None unless
+    exactly one matches (nothing is guessed from names)."""
+    if host not in _LOOPBACK:
+        return None
+    beside.reload()
+    found: dict[str, Any] = {}
+    for name in beside.attrs["NetworkSettings"]["Networks"] or {}:
+        try:
+            network = _lookup_client(os.environ.get("DOCKER_HOST")).networks.get(name)
+        except docker.errors.NotFound:
+            continue
+        for member in network.containers:
+            member.reload()
+            ports = member.attrs["NetworkSettings"].get("Ports") or {}
+            for bindings in ports.values():
+                for b in bindings or []:
+                    if str(b.get("HostPort")) == str(port) and b.get("HostIp") in (
+                        "127.0.0.1",
+                        "0.0.0.0",
+                        "::",
+                        "",
+                    ):
+                        found[member.id] = member
+    return next(iter(found.values())) if len(found) == 1 else None

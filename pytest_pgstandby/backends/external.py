@@ -91,7 +91,7 @@ class ExternalNode:
         except psycopg.Error as exc:
             raise ConfigurationError(
                 f"{role}: {mask_secrets(server.dsn)!r} is not a libpq conninfo string or URI "
-                f"({mask_secrets(str(exc))}). Fix: 'host=... port=... user=...' or "
+                f"({mask_secrets(str(exc)).strip()}). Fix: 'host=... port=... user=...' or "
                 "'postgresql://user@host:port/db'."
             ) from None
         self.server = server
@@ -289,6 +289,18 @@ class ExternalNode:
                 return container_address(mine, peer_container, str(self.port))
             except FilesUnavailableError as exc:
                 log.warning("%s: %s; using its DSN as its address", self.role, exc)
+        elif peer.container_name():
+            # the peer (a standby) is in a container and this server was given by DSN
+            # only: the container that publishes this DSN's port beside it is this server
+            from .containers import container_address, container_publishing, find_container
+
+            try:
+                peer_container = find_container(str(peer.container_name()))
+                mine = container_publishing(self.host, self.port, peer_container)
+            except FilesUnavailableError:
+                mine = None
+            if mine is not None:
+                return container_address(mine, peer_container, str(self.port))
         return dsn_address(self.dsn, self.role)
 
 

@@ -261,6 +261,28 @@ def test_compose_lab_replicates_and_leaves_nothing_behind(
         )
         assert graded.returncode == 0, graded.stdout + graded.stderr
         assert graded.stdout.splitlines()[-1] == "5 passed, 0 failed"
+        # ...and `pgstandby check` exactly as the README shows it: DSNs and the standby's
+        # container only (the primary's container is found by the port it publishes)
+        dsn = "host=127.0.0.1 port={} user=postgres password=" + PASSWORD
+        readme_form = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest_pgstandby.cli",
+                "check",
+                "--primary",
+                dsn.format(lab.primary_port),
+                "--standby",
+                dsn.format(lab.standby_port),
+                "--standby-container",
+                lab.standby,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert readme_form.returncode == 0, readme_form.stdout + readme_form.stderr
+        assert readme_form.stdout.splitlines()[-1] == "5 passed, 0 failed"
 
         _downstream_against_the_lab(lab, pytester)
         poll_until(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +94,70 @@ def test_pair_refuses_zero_standbys_before_starting_anything() -> None:
     assert result.returncode == 2
     assert "standbys=0: a cluster needs at least one standby" in result.stderr
     assert "pair is up" not in result.stdout
+
+
+def test_check_misuse_gets_one_line_in_the_clis_words(pgstandby_settings: Settings) -> None:
+    malformed = _check("--primary=host=127.0.0.1 port=1", "--standby=bogus dsn")
+    assert malformed.returncode == 2 and "Traceback" not in malformed.stderr
+    lines = malformed.stderr.strip().splitlines()
+    assert len(lines) == 1, malformed.stderr
+    assert "'bogus dsn' is not a libpq conninfo string or URI" in lines[0]
+    assert "Fix: 'host=... port=... user=...'" in lines[0]
+    with start_cluster(pgstandby_settings, backend="local") as cluster:
+        no_files = _check(f"--primary={cluster.primary.dsn}", f"--standby={cluster.standby.dsn}")
+    assert no_files.returncode == 1
+    assert "--standby-data-dir DIR" in no_files.stdout  # what a CLI user types...
+    assert "Server(dsn" not in no_files.stdout  # ...not the Python API's words
+
+
+def _lab(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "lab", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def test_lab_check_with_no_lab_up_says_so_and_how() -> None:
+    names = {
+        "PGSTANDBY_LAB_PRIMARY_CONTAINER": f"no-lab-{os.getpid()}-p",
+        "PGSTANDBY_LAB_STANDBY_CONTAINER": f"no-lab-{os.getpid()}-s",
+    }
+    result = _lab("check", **names)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"pgstandby: error: the lab is not up: {names['PGSTANDBY_LAB_PRIMARY_CONTAINER']} "
+        f"(absent), {names['PGSTANDBY_LAB_STANDBY_CONTAINER']} (absent). Fix: pgstandby lab "
+        "up (then pgstandby lab check); for a pair you built yourself, pgstandby check "
+        "--primary DSN --standby DSN."
+    )
+
+
+def test_lab_up_with_a_taken_port_names_the_variable_and_creates_nothing() -> None:
+    project = f"no-lab-{os.getpid()}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _lab(
+            "up",
+            PGSTANDBY_LAB_PRIMARY_CONTAINER=f"{project}-p",
+            PGSTANDBY_LAB_STANDBY_CONTAINER=f"{project}-s",
+            PGSTANDBY_LAB_PRIMARY_PORT=str(port),
+            COMPOSE_PROJECT_NAME=project,
+        )
+    assert result.returncode == 2
+    assert f"host port {port} for the primary (PGSTANDBY_LAB_PRIMARY_PORT) is taken" in (
+        result.stderr
+    )
+    assert "nothing was created" in result.stderr
+    # refused before Docker was asked for anything (it need not even be reachable here);
+    # where a daemon answers, it holds nothing of the project
+    listed = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"name={project}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+    )
+    assert listed.stdout.strip() == "", listed.stdout
