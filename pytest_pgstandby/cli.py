@@ -7,6 +7,8 @@ harness-built pair open for exploration.
     pgstandby lab check         # grade the lab pair with the assertion helpers
     pgstandby lab down
     pgstandby check --primary DSN --standby DSN [--standby-data-dir D | --standby-container C]
+    pgstandby doctor --primary DSN --standby DSN [...]   # the first broken step, and its fix
+    pgstandby lab doctor        # the same on the lab pair
     pgstandby pair --backend local   # a pair on 127.0.0.1 until Ctrl-C
 """
 
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from . import assertions as a
+from . import doctor
 from ._text import mask_secrets
 from ._wait import poll_until
 from .cluster import start_cluster
@@ -171,6 +174,14 @@ def lab(args: argparse.Namespace) -> int:
         return 0
     if args.action == "down":
         return subprocess.call([*base, "down", "-v"], env=env)
+    if args.action == "doctor":
+        _require_lab_up(env)
+        return doctor_pair(
+            _lab_dsn(env, "primary"),
+            _lab_dsn(env, "standby"),
+            primary_container=_lab_container(env, "primary"),
+            standby_container=_lab_container(env, "standby"),
+        )
     if args.action == "check":
         _require_lab_up(env)
         return grade(
@@ -234,6 +245,32 @@ def _in_cli_words(text: str) -> str:
     return text
 
 
+def doctor_pair(
+    primary_dsn: str,
+    standby_dsn: str,
+    standby_data_dir: str | None = None,
+    standby_container: str | None = None,
+    primary_container: str | None = None,
+) -> int:
+    """The seed's troubleshooting list on a running pair; exit status 1 when a step is
+    broken (the first one is named)."""
+    primary = a.Server(primary_dsn, container=primary_container)
+    standby = a.Server(standby_dsn, data_dir=standby_data_dir, container=standby_container)
+    text, status = doctor.report(doctor.diagnose(primary, standby))
+    print(_in_cli_words(text))
+    return status
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    return doctor_pair(
+        args.primary,
+        args.standby,
+        args.standby_data_dir,
+        args.standby_container,
+        args.primary_container,
+    )
+
+
 def check(args: argparse.Namespace) -> int:
     return grade(
         args.primary,
@@ -273,7 +310,7 @@ def parser() -> argparse.ArgumentParser:
     build.set_defaults(func=image_build)
 
     lab_p = sub.add_parser("lab", help="the classroom docker-compose lab")
-    lab_p.add_argument("action", choices=("up", "down", "status", "check"))
+    lab_p.add_argument("action", choices=("up", "down", "status", "check", "doctor"))
     lab_p.add_argument("--image", help=f"image of both servers (default {LAB_IMAGE_DEFAULT})")
     lab_p.add_argument(
         "--timeout", type=float, default=120.0, help="seconds `up` waits for streaming"
@@ -288,6 +325,17 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--standby-container", help="the standby's Docker container")
     check_p.add_argument("--primary-container", help="the primary's Docker container, if any")
     check_p.set_defaults(func=check)
+
+    doctor_p = sub.add_parser(
+        "doctor", help="the troubleshooting list on a running pair: the first broken step"
+    )
+    for arg, text in (("--primary", "the primary"), ("--standby", "the standby")):
+        doctor_p.add_argument(arg, required=True, help=f"libpq DSN of {text}")
+    where_d = doctor_p.add_mutually_exclusive_group()
+    where_d.add_argument("--standby-data-dir", help="the standby's data directory on this machine")
+    where_d.add_argument("--standby-container", help="the standby's Docker container")
+    doctor_p.add_argument("--primary-container", help="the primary's Docker container, if any")
+    doctor_p.set_defaults(func=doctor_command)
 
     pair_p = sub.add_parser("pair", help="bring a harness-built pair up until Ctrl-C")
     pair_p.add_argument("--backend", choices=BACKENDS, default=None)

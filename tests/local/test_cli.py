@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from pytest_pgstandby import Settings, start_cluster
+from pytest_pgstandby import Cluster, Settings, start_cluster
 from pytest_pgstandby.backends.local import processes_under
 
 
@@ -161,3 +161,51 @@ def test_lab_up_with_a_taken_port_names_the_variable_and_creates_nothing() -> No
         text=True,
     )
     assert listed.stdout.strip() == "", listed.stdout
+
+
+def _doctor(cluster: Cluster) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_pgstandby.cli",
+            "doctor",
+            f"--primary={cluster.primary.dsn}",
+            f"--standby={cluster.standby.dsn}",
+            f"--standby-data-dir={cluster.standby.data_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_doctor_names_the_first_broken_step_its_evidence_and_fix(
+    pgstandby_settings: Settings,
+) -> None:
+    with start_cluster(pgstandby_settings, backend="local") as cluster:
+        healthy = _doctor(cluster)
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert [line.split(":")[0] for line in healthy.stdout.splitlines()[:-1]] == [
+            "ok      primary is ready",
+            "ok      base backup",
+            "ok      standby.signal exists",
+            "ok      primary_conninfo",
+            "ok      authentication",
+            "ok      WAL still available",
+            "ok      streaming",
+        ]
+        cluster.primary.execute("ALTER ROLE replicator NOREPLICATION")
+        no_role = _doctor(cluster)
+        assert no_role.returncode == 1
+        assert no_role.stdout.splitlines()[-1] == "first broken step: authentication"
+        assert "BROKEN  authentication: role 'replicator' (primary_conninfo's user) has " in (
+            no_role.stdout
+        )
+        assert "fix: CREATE/ALTER ROLE replicator WITH REPLICATION LOGIN" in no_role.stdout
+        cluster.primary.execute("ALTER ROLE replicator REPLICATION")
+        Path(cluster.standby.data_dir, "standby.signal").unlink()
+        no_signal = _doctor(cluster)
+        assert no_signal.returncode == 1
+        assert no_signal.stdout.splitlines()[-1] == "first broken step: standby.signal exists"
+        assert "fix: touch standby.signal in the data directory" in no_signal.stdout

@@ -49,8 +49,9 @@ LAYERS: dict[str, int] = {
     "assertions.lag": 12,
     "assertions.waits": 12,
     "assertions": 13,
+    "doctor": 14,
     "factories": 14,
-    "cli": 14,
+    "cli": 15,
     "plugin": 15,
     "": 16,  # pytest_pgstandby/__init__.py
 }

@@ -1,0 +1,210 @@
+"""``pgstandby doctor``: the seed's troubleshooting list, automated, in the seed's order. Each
+step looks at the running pair; the report names the first broken step, its evidence and
+its fix.
+
+>>> for step in diagnose(primary, standby): print(step)       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from .assertions import assert_primary_conninfo, assert_standby_signal
+from .assertions.conninfo import parse_conninfo, read_conninfo
+from .assertions.report import error_text
+from .diagnosis import KNOWN_FAILURES
+from .node import Node, ServerLike, as_node
+
+_BASEBACKUP_ERROR = re.compile(r"^pg_basebackup: error: .*$", re.MULTILINE)
+_ROLE_PROBLEM = re.compile(r"on the primary lacks|does not exist on the primary")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    ok: bool
+    evidence: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        head = f"{'ok    ' if self.ok else 'BROKEN'}  {self.name}: {self.evidence}"
+        return head + (f"\n        fix: {self.fix}" if self.fix else "")
+
+
+def diagnose(primary: ServerLike, standby: ServerLike) -> list[Step]:
+    """Every step's finding, in order."""
+    p, s = as_node(primary, role="primary"), as_node(standby, role="standby")
+    steps: list[Callable[[Node, Node], Step]] = [
+        _primary_ready,
+        _base_backup,
+        _standby_signal,
+        _primary_conninfo,
+        _authentication,
+        _wal_available,
+        _streaming,
+    ]
+    return [step(p, s) for step in steps]
+
+
+def _primary_ready(p: Node, s: Node) -> Step:
+    name = "primary is ready"
+    try:
+        p.execute("SELECT 1", connect_timeout=3)
+    except psycopg.Error as exc:
+        return Step(
+            name, False, f"{p.label} does not accept connections: {error_text(exc)}",
+            "start the primary (docker start / pg_ctl start) and check its log; the standby "
+            "waits for it with pg_isready",
+        )  # fmt: skip
+    return Step(name, True, f"{p.label} accepts connections")
+
+
+def _base_backup(p: Node, s: Node) -> Step:
+    name = "base backup"
+    text = _standby_output(s)
+    errors = _BASEBACKUP_ERROR.findall(text)
+    if errors:
+        return Step(
+            name, False, f"the standby's output has `{errors[-1]}`", _backup_fix(errors[-1])
+        )
+    if "pg_basebackup: base backup completed" in text:
+        return Step(name, True, "pg_basebackup: base backup completed")
+    return Step(name, True, "no pg_basebackup error in what the standby's output shows")
+
+
+def _backup_fix(error: str) -> str:
+    if "password authentication failed" in error:
+        return (
+            "the replication password the standby uses is not the role's: make "
+            "POSTGRES_REPLICATION_PASSWORD the same on both sides, then restart the standby"
+        )
+    if "no pg_hba.conf entry for replication connection" in error:
+        return (
+            "the primary's pg_hba.conf admits no replication connection from the standby: add "
+            "`host replication replicator all md5` (lab/setup-primary.sh does) and reload"
+        )
+    if "must be superuser or replication role" in error or "permission denied" in error:
+        return "give the role REPLICATION: ALTER ROLE replicator WITH REPLICATION LOGIN"
+    if "could not translate host name" in error or "Connection refused" in error:
+        return "the standby cannot reach the primary's host and port: check PRIMARY_HOST/PORT"
+    return "read the standby's full output (docker logs) around that line"
+
+
+def _standby_signal(p: Node, s: Node) -> Step:
+    name = "standby.signal exists"
+    try:
+        assert_standby_signal(s)
+    except AssertionError as exc:
+        return Step(name, False, _first_line(exc), "touch standby.signal in the data directory, "
+                    "then restart the standby (setup-standby.sh step 5)")  # fmt: skip
+    return Step(name, True, f"{s.file_location('standby.signal')} and pg_is_in_recovery()")
+
+
+def _primary_conninfo(p: Node, s: Node) -> Step:
+    name = "primary_conninfo"
+    try:
+        assert_primary_conninfo(s, p)
+    except AssertionError as exc:
+        problems = [ln.strip()[2:] for ln in str(exc).splitlines() if ln.strip().startswith("- ")]
+        about_the_role = [ln for ln in problems if _ROLE_PROBLEM.search(ln)]
+        if not problems or len(about_the_role) < len(problems):
+            return Step(name, False, _first_line(exc), _fix_of(exc))
+        # the conninfo itself is right; the role it names is the authentication step's
+    return Step(name, True, "points at the primary")
+
+
+def _authentication(p: Node, s: Node) -> Step:
+    """The role in primary_conninfo may replicate, a pg_hba.conf line admits it, and its
+    password logs in (a replication connection from here, as the standby would open)."""
+    name = "authentication"
+    with s.connect(connect_timeout=3) as conn:
+        effective = read_conninfo(s, conn).effective or ""
+    params = parse_conninfo(effective) if effective.strip() else {}
+    user = params.get("user", "")
+    row = p.execute("SELECT rolreplication, rolcanlogin FROM pg_roles WHERE rolname = %s", [user])
+    if not row or not all(row[0]):
+        seen = "does not exist" if not row else f"has REPLICATION={row[0][0]}, LOGIN={row[0][1]}"
+        return Step(name, False, f"role {user!r} (primary_conninfo's user) {seen} on the primary",
+                    f"CREATE/ALTER ROLE {user} WITH REPLICATION LOGIN PASSWORD '...' on the "
+                    "primary (lab/setup-primary.sh does)")  # fmt: skip
+    rules = p.execute(
+        "SELECT line_number, type, database, user_name, auth_method, address "
+        "FROM pg_hba_file_rules WHERE error IS NULL AND 'replication' = ANY(database) "
+        "AND (user_name && ARRAY['all', %s]) AND type LIKE 'host%%' ORDER BY line_number",
+        [user],
+    )
+    # a loopback-only line admits a standby only when it reaches the primary by loopback
+    by_loopback = params.get("host", "") in ("127.0.0.1", "localhost", "::1")
+    hba = [r for r in rules if by_loopback or r[5] not in ("127.0.0.1", "::1")]
+    if not hba:
+        return Step(name, False, f"no pg_hba.conf line on the primary admits replication "
+                    f"connections of {user!r} over TCP",
+                    f"append `host replication {user} all md5` to the primary's pg_hba.conf, then "
+                    "SELECT pg_reload_conf()")  # fmt: skip
+    try:
+        login = {k: v for k, v in params.items() if k in ("user", "password")}
+        dsn = make_conninfo(host=p.host, port=p.port, replication="true", **login)
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        text = error_text(exc)
+        if "password authentication failed" in text:
+            return Step(name, False, f"the password in primary_conninfo is refused: {text}",
+                        "make the password in the standby's primary_conninfo the role's "
+                        "(POSTGRES_REPLICATION_PASSWORD on both sides), then restart the "
+                        "standby")  # fmt: skip
+    line = hba[0]
+    return Step(name, True, f"{user!r} has REPLICATION; pg_hba.conf line {line[0]} "
+                f"({line[1]} replication {','.join(line[3])} {line[5] or ''} {line[4]}) "
+                "admits it")  # fmt: skip
+
+
+def _wal_available(p: Node, s: Node) -> Step:
+    name = "WAL still available"
+    text = _standby_output(s)
+    pattern, meaning, fix = KNOWN_FAILURES[0]
+    found = pattern.findall(text)
+    if found and s.query_value("SELECT status FROM pg_stat_wal_receiver") != "streaming":
+        return Step(name, False, f"{meaning}: `{found[-1]}`", fix)
+    return Step(name, True, "the standby's log reports no removed WAL segment")
+
+
+def _streaming(p: Node, s: Node) -> Step:
+    name = "streaming"
+    row = s.execute("SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver")
+    if row and row[0][0] == "streaming":
+        return Step(name, True, f"WAL receiver streaming from {row[0][1]}:{row[0][2]}")
+    return Step(name, False, f"pg_stat_wal_receiver: {row[0] if row else 'no WAL receiver'}",
+                "see the standby's log for the WAL receiver's error")  # fmt: skip
+
+
+def _standby_output(s: Node) -> str:
+    try:
+        return s.setup_output() + s.log()
+    except OSError:
+        return ""
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip().startswith("- ")]
+    return lines[0][2:] if lines else str(exc).splitlines()[0]
+
+
+def _fix_of(exc: BaseException) -> str:
+    fixes = [ln.strip()[5:] for ln in str(exc).splitlines() if ln.strip().startswith("fix: ")]
+    return fixes[0] if fixes else ""
+
+
+def report(steps: list[Step]) -> tuple[str, int]:
+    """The printed diagnosis and the exit status (0: nothing broken)."""
+    lines = [str(step) for step in steps]
+    broken = next((step for step in steps if not step.ok), None)
+    if broken is None:
+        lines.append("nothing broken: the standby streams as the procedure intends")
+        return "\n".join(lines), 0
+    lines.append(f"first broken step: {broken.name}")
+    return "\n".join(lines), 1
