@@ -174,37 +174,20 @@ def lab(args: argparse.Namespace) -> int:
         return 0
     if args.action == "down":
         return subprocess.call([*base, "down", "-v"], env=env)
-    if args.action == "doctor":
+    if args.action in ("check", "doctor"):
         _require_lab_up(env)
-        return doctor_pair(
-            _lab_dsn(env, "primary"),
-            _lab_dsn(env, "standby"),
-            primary_container=_lab_container(env, "primary"),
-            standby_container=_lab_container(env, "standby"),
-        )
-    if args.action == "check":
-        _require_lab_up(env)
-        return grade(
-            _lab_dsn(env, "primary"),
-            _lab_dsn(env, "standby"),
-            primary_container=_lab_container(env, "primary"),
-            standby_container=_lab_container(env, "standby"),
-        )
+        servers = [
+            a.Server(_lab_dsn(env, role), container=_lab_container(env, role))
+            for role in ("primary", "standby")
+        ]
+        return (grade if args.action == "check" else diagnose)(*servers)
     return subprocess.call([*base, "ps"], env=env)
 
 
-def grade(
-    primary_dsn: str,
-    standby_dsn: str,
-    standby_data_dir: str | None = None,
-    standby_container: str | None = None,
-    primary_container: str | None = None,
-) -> int:
+def grade(primary: a.Server, standby: a.Server) -> int:
     """Run every assertion helper on a running pair; print PASS/FAIL per check.
     Exit status 0 when all pass, 1 otherwise. A container name lets the checks read the
     standby's files, and compare addresses as the containers see each other."""
-    primary = a.Server(primary_dsn, container=primary_container)
-    standby = a.Server(standby_dsn, data_dir=standby_data_dir, container=standby_container)
     checks: list[tuple[str, Callable[[], object]]] = [
         ("standby.signal", lambda: a.assert_standby_signal(standby)),
         ("primary_conninfo", lambda: a.assert_primary_conninfo(standby, primary)),
@@ -245,40 +228,38 @@ def _in_cli_words(text: str) -> str:
     return text
 
 
-def doctor_pair(
-    primary_dsn: str,
-    standby_dsn: str,
-    standby_data_dir: str | None = None,
-    standby_container: str | None = None,
-    primary_container: str | None = None,
-) -> int:
+def diagnose(primary: a.Server, standby: a.Server) -> int:
     """The seed's troubleshooting list on a running pair; exit status 1 when a step is
     broken (the first one is named)."""
-    primary = a.Server(primary_dsn, container=primary_container)
-    standby = a.Server(standby_dsn, data_dir=standby_data_dir, container=standby_container)
     text, status = doctor.report(doctor.diagnose(primary, standby))
     print(_in_cli_words(text))
     return status
 
 
-def doctor_command(args: argparse.Namespace) -> int:
-    return doctor_pair(
-        args.primary,
-        args.standby,
-        args.standby_data_dir,
-        args.standby_container,
-        args.primary_container,
+def _given_pair(args: argparse.Namespace) -> tuple[a.Server, a.Server]:
+    """The pair named by `check`'s and `doctor`'s options (see _add_pair_options)."""
+    primary = a.Server(args.primary, container=args.primary_container)
+    standby = a.Server(
+        args.standby, data_dir=args.standby_data_dir, container=args.standby_container
     )
+    return primary, standby
 
 
 def check(args: argparse.Namespace) -> int:
-    return grade(
-        args.primary,
-        args.standby,
-        args.standby_data_dir,
-        args.standby_container,
-        args.primary_container,
-    )
+    return grade(*_given_pair(args))
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    return diagnose(*_given_pair(args))
+
+
+def _add_pair_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--primary", required=True, help="libpq DSN of the primary")
+    command.add_argument("--standby", required=True, help="libpq DSN of the standby")
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--standby-data-dir", help="the standby's data directory on this machine")
+    where.add_argument("--standby-container", help="the standby's Docker container")
+    command.add_argument("--primary-container", help="the primary's Docker container, if any")
 
 
 def pair(args: argparse.Namespace) -> int:
@@ -318,23 +299,13 @@ def parser() -> argparse.ArgumentParser:
     lab_p.set_defaults(func=lab)
 
     check_p = sub.add_parser("check", help="grade a running pair with the assertion helpers")
-    check_p.add_argument("--primary", required=True, help="libpq DSN of the primary")
-    check_p.add_argument("--standby", required=True, help="libpq DSN of the standby")
-    where = check_p.add_mutually_exclusive_group()
-    where.add_argument("--standby-data-dir", help="the standby's data directory on this machine")
-    where.add_argument("--standby-container", help="the standby's Docker container")
-    check_p.add_argument("--primary-container", help="the primary's Docker container, if any")
+    _add_pair_options(check_p)
     check_p.set_defaults(func=check)
 
     doctor_p = sub.add_parser(
         "doctor", help="the troubleshooting list on a running pair: the first broken step"
     )
-    for arg, text in (("--primary", "the primary"), ("--standby", "the standby")):
-        doctor_p.add_argument(arg, required=True, help=f"libpq DSN of {text}")
-    where_d = doctor_p.add_mutually_exclusive_group()
-    where_d.add_argument("--standby-data-dir", help="the standby's data directory on this machine")
-    where_d.add_argument("--standby-container", help="the standby's Docker container")
-    doctor_p.add_argument("--primary-container", help="the primary's Docker container, if any")
+    _add_pair_options(doctor_p)
     doctor_p.set_defaults(func=doctor_command)
 
     pair_p = sub.add_parser("pair", help="bring a harness-built pair up until Ctrl-C")

@@ -15,9 +15,9 @@ from pytest_pgstandby import Cluster, Settings, start_cluster
 from pytest_pgstandby.backends.local import processes_under
 
 
-def _check(*args: str) -> subprocess.CompletedProcess[str]:
+def _check(*args: str, command: str = "check") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest_pgstandby.cli", "check", *args],
+        [sys.executable, "-m", "pytest_pgstandby.cli", command, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -164,19 +164,11 @@ def test_lab_up_with_a_taken_port_names_the_variable_and_creates_nothing() -> No
 
 
 def _doctor(cluster: Cluster) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_pgstandby.cli",
-            "doctor",
-            f"--primary={cluster.primary.dsn}",
-            f"--standby={cluster.standby.dsn}",
-            f"--standby-data-dir={cluster.standby.data_dir}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return _check(
+        f"--primary={cluster.primary.dsn}",
+        f"--standby={cluster.standby.dsn}",
+        f"--standby-data-dir={cluster.standby.data_dir}",
+        command="doctor",
     )
 
 
