@@ -111,7 +111,9 @@ def sweep_leftovers(client: docker.DockerClient) -> int:
     host = socket.gethostname()
     removed = 0
     mine = {"label": [f"{LABEL}=1", f"{LABEL_OWNER_HOST}={host}"]}
-    for container in client.containers.list(all=True, filters=mine):
+    # ignore_removed: a container that goes between the list and its inspect (another
+    # worker's teardown) is not an error here
+    for container in client.containers.list(all=True, filters=mine, ignore_removed=True):
         if not pid_alive(int(container.labels.get(LABEL_OWNER_PID, "0"))):
             removed += _remove(container, force=True, v=True)
     for network in client.networks.list(filters=mine):
@@ -279,6 +281,18 @@ class ContainerRelay:
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "")
 
 
+_ANY_OR_LOOPBACK = ("127.0.0.1", "0.0.0.0", "::", "")
+
+
+def _publishes(container: Any, port: int) -> bool:
+    ports = container.attrs["NetworkSettings"].get("Ports") or {}
+    return any(
+        str(b.get("HostPort")) == str(port) and b.get("HostIp") in _ANY_OR_LOOPBACK
+        for bindings in ports.values()
+        for b in bindings or []
+    )
+
+
 def container_publishing(host: str, port: int, beside: Any) -> Any | None:
     """The container that publishes ``port`` on this machine's loopback and shares a
     Docker network with ``beside`` (docker-py objects): how a primary given only by
@@ -288,21 +302,17 @@ def container_publishing(host: str, port: int, beside: Any) -> Any | None:
         return None
     beside.reload()
     found: dict[str, Any] = {}
+    client = _lookup_client(os.environ.get("DOCKER_HOST"))
     for name in beside.attrs["NetworkSettings"]["Networks"] or {}:
         try:
-            network = _lookup_client(os.environ.get("DOCKER_HOST")).networks.get(name)
+            members = client.networks.get(name).attrs.get("Containers") or {}
         except docker.errors.NotFound:
             continue
-        for member in network.containers:
-            member.reload()
-            ports = member.attrs["NetworkSettings"].get("Ports") or {}
-            for bindings in ports.values():
-                for b in bindings or []:
-                    if str(b.get("HostPort")) == str(port) and b.get("HostIp") in (
-                        "127.0.0.1",
-                        "0.0.0.0",
-                        "::",
-                        "",
-                    ):
-                        found[member.id] = member
+        for member_id in members:
+            try:  # a member may go between the network's inspect and its own
+                member = client.containers.get(member_id)
+            except docker.errors.NotFound:
+                continue
+            if _publishes(member, port):
+                found[member.id] = member
     return next(iter(found.values())) if len(found) == 1 else None

@@ -30,7 +30,7 @@ from tests.helpers import wait_for_child_file
 def _ours(client, cluster: str | None = None) -> tuple[list, list]:  # type: ignore[no-untyped-def]
     label = f"{LABEL_CLUSTER}={cluster}" if cluster else f"{LABEL}=1"
     return (
-        client.containers.list(all=True, filters={"label": label}),
+        client.containers.list(all=True, filters={"label": label}, ignore_removed=True),
         client.networks.list(filters={"label": label}),
     )
 
