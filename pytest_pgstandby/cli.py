@@ -3,8 +3,11 @@ harness-built pair open for exploration.
 
     pgstandby image build --pg 15
     pgstandby lab up            # docker-compose lab: postgres-primary-lab + postgres-standby-lab
-    pgstandby lab status
+    pgstandby lab status [--watch]   # the containers; --watch: live byte/time lag
     pgstandby lab check         # grade the lab pair with the assertion helpers
+    pgstandby lab lag --seconds 10 --load --out lag.png
+    pgstandby lab walkthrough [--backend docker|local] [--yes]
+    pgstandby lab exercise list | start N | reset
     pgstandby lab down
     pgstandby check --primary DSN --standby DSN [--standby-data-dir D | --standby-container C]
     pgstandby doctor --primary DSN --standby DSN [...]   # the first broken step, and its fix
@@ -16,41 +19,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
 
-import psycopg
-
 from . import assertions as a
-from . import doctor
+from . import doctor, exercises, lagview, walkthrough
 from ._text import mask_secrets
-from ._wait import poll_until
 from .cluster import start_cluster
 from .config import BACKENDS, Settings
 from .errors import PgStandbyError
-from .labfiles import lab_dir, lab_file
-
-LAB_IMAGE_DEFAULT = "pgstandby/postgres:15"
-LAB_PASSWORD_DEFAULT = "postgres"  # lab/docker-compose.yml's POSTGRES_PASSWORD default
-
-
-def _compose() -> list[str]:
-    """Debian's docker-compose (v1) or the docker compose plugin, whichever is here."""
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
-    if probe.returncode == 0:
-        return ["docker", "compose"]
-    raise PgStandbyError(
-        "neither `docker-compose` nor `docker compose` is installed. Fix: "
-        "`apt-get install docker-compose` (Debian) or install the compose plugin."
-    )
+from .labctl import LAB_IMAGE_DEFAULT, Lab
+from .labfiles import lab_file
 
 
 def image_build(args: argparse.Namespace) -> int:
@@ -62,126 +44,29 @@ def image_build(args: argparse.Namespace) -> int:
     return subprocess.call(argv)
 
 
-def _lab_container(env: dict[str, str], role: str) -> str:
-    """The lab's container names (docker-compose.yml's variables and their defaults)."""
-    return env.get(f"PGSTANDBY_LAB_{role.upper()}_CONTAINER") or f"postgres-{role}-lab"
-
-
-def _lab_dsn(env: dict[str, str], role: str) -> str:
-    port = env.get(f"PGSTANDBY_LAB_{role.upper()}_PORT", "5432" if role == "primary" else "5433")
-    password = env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
-    return f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
-
-
-def _lab_running(env: dict[str, str], role: str) -> bool | None:
-    """Whether the lab's container of ``role`` runs (None: it does not exist)."""
-    out = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Running}}", _lab_container(env, role)],
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip() == "true" if out.returncode == 0 else None
-
-
-def _require_lab_up(env: dict[str, str]) -> None:
-    states = {role: _lab_running(env, role) for role in ("primary", "standby")}
-    down = [
-        f"{_lab_container(env, r)} ({'stopped' if s is False else 'absent'})"
-        for r, s in states.items()
-        if not s
-    ]
-    if down:
-        raise PgStandbyError(
-            f"the lab is not up: {', '.join(down)}. Fix: pgstandby lab up (then pgstandby "
-            "lab check); for a pair you built yourself, pgstandby check --primary DSN "
-            "--standby DSN."
-        )
-
-
-def _refuse_taken_ports(env: dict[str, str]) -> None:
-    """Before anything is created: each lab port must be free on 127.0.0.1, unless the lab
-    itself already holds it (a second `lab up` is a no-op)."""
-    for role, default in (("primary", "5432"), ("standby", "5433")):
-        if _lab_running(env, role):
-            continue
-        var = f"PGSTANDBY_LAB_{role.upper()}_PORT"
-        port = env.get(var, default)
-        other = int(port) % 50000 + 10000
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", int(port)))
-            except OSError as exc:
-                raise PgStandbyError(
-                    f"cannot bring the lab up: host port {port} for the {role} ({var}) is "
-                    f"taken on 127.0.0.1 ({exc.strerror}); nothing was created. Fix: stop "
-                    f"what listens there, or choose another port: {var}={other} "
-                    "pgstandby lab up (pgstandby lab check then finds it by the same "
-                    "variable)."
-                ) from None
-
-
-def _wait_lab_streaming(env: dict[str, str], timeout: float) -> None:
-    """Wait (bounded) until the lab's standby streams; the error shows its log tail."""
-
-    def streaming() -> bool:
-        with psycopg.connect(_lab_dsn(env, "standby"), connect_timeout=2) as conn:
-            row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
-        return row == ("streaming",)
-
-    def standby_log() -> str:
-        out = subprocess.run(
-            ["docker", "logs", "--tail", "30", _lab_container(env, "standby")],
-            capture_output=True,
-            text=True,
-        )
-        return out.stdout + out.stderr
-
-    poll_until(
-        streaming,
-        what="the lab's standby to stream from the primary",
-        timeout=timeout,
-        interval=0.2,
-        log=standby_log,
-    )
-
-
 def lab(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
-    env.setdefault("PGSTANDBY_IMAGE", args.image or LAB_IMAGE_DEFAULT)
-    base = [*_compose(), "-f", str(lab_dir() / "docker-compose.yml")]
+    the_lab = Lab(image=args.image)
     if args.action == "up":
-        _refuse_taken_ports(env)  # first: a taken port must leave nothing half-made
-        # imported here: docker-py and testcontainers cost ~0.2 s, and only `lab up` needs them
-        from .backends.docker import availability, connect_docker
-
-        connect_docker().close()  # no daemon: an error that says how to start one
-        usable, why = availability(env["PGSTANDBY_IMAGE"])
-        if not usable:
-            raise PgStandbyError(
-                f"cannot bring the lab up: {why}. Fix: `pgstandby image build --pg 15`, or "
-                "`docker pull` an official image and pass --image."
-            )
-        code = subprocess.call([*base, "up", "-d"], env=env)
-        if code != 0:
-            return code
-        standby = _lab_container(env, "standby")
-        print(f"waiting for the standby (docker logs -f {standby} shows its setup)")
-        _wait_lab_streaming(env, args.timeout)
-        print(
-            f"lab pair is streaming: primary {mask_secrets(_lab_dsn(env, 'primary'))}, "
-            f"standby {mask_secrets(_lab_dsn(env, 'standby'))}. Grade it: pgstandby lab check"
-        )
-        return 0
+        code = the_lab.up(args.timeout)
+        if code == 0:
+            print(the_lab.streaming_line())
+        return code
     if args.action == "down":
-        return subprocess.call([*base, "down", "-v"], env=env)
-    if args.action in ("check", "doctor"):
-        _require_lab_up(env)
-        servers = [
-            a.Server(_lab_dsn(env, role), container=_lab_container(env, role))
-            for role in ("primary", "standby")
-        ]
-        return (grade if args.action == "check" else diagnose)(*servers)
-    return subprocess.call([*base, "ps"], env=env)
+        return the_lab.down()
+    if args.action == "status":
+        if args.watch:
+            return lagview.watch(*the_lab.servers(), interval=args.interval, count=args.count)
+        return the_lab.compose("ps")
+    if args.action == "check":
+        return grade(*the_lab.servers())
+    if args.action == "doctor":
+        return diagnose(*the_lab.servers())
+    if args.action == "lag":
+        return lagview.lag_command(*the_lab.servers(), seconds=args.seconds, load=args.load,
+                                   out=args.out)  # fmt: skip
+    if args.action == "walkthrough":
+        return walkthrough.run(backend=args.backend, yes=args.yes, image=args.image)
+    return exercises.command(the_lab, args)
 
 
 def grade(primary: a.Server, standby: a.Server) -> int:
@@ -291,12 +176,27 @@ def parser() -> argparse.ArgumentParser:
     build.set_defaults(func=image_build)
 
     lab_p = sub.add_parser("lab", help="the classroom docker-compose lab")
-    lab_p.add_argument("action", choices=("up", "down", "status", "check", "doctor"))
-    lab_p.add_argument("--image", help=f"image of both servers (default {LAB_IMAGE_DEFAULT})")
-    lab_p.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds `up` waits for streaming"
-    )
-    lab_p.set_defaults(func=lab)
+    lab_p.set_defaults(func=lab, image=None)
+    verbs = lab_p.add_subparsers(dest="action", required=True)
+    up = verbs.add_parser("up", help="bring the lab pair up and wait until it streams")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for streaming")
+    verbs.add_parser("down", help="remove the lab (containers, network, volumes)")
+    status = verbs.add_parser("status", help="the lab's containers; --watch: live lag")
+    status.add_argument("--watch", action="store_true", help="a live table of byte/time lag")
+    status.add_argument("--interval", type=float, default=1.0, help="seconds between rows")
+    status.add_argument("--count", type=int, default=None, help="stop after N rows")
+    verbs.add_parser("check", help="grade the lab pair with the assertion helpers")
+    verbs.add_parser("doctor", help="the troubleshooting list on the lab pair")
+    lag_p = verbs.add_parser("lag", help="record lag for N seconds and draw it (PNG)")
+    lag_p.add_argument("--seconds", type=float, default=10.0)
+    lag_p.add_argument("--load", action="store_true", help="write on the primary meanwhile")
+    lag_p.add_argument("--out", default="lag.png", help="PNG file to write (default lag.png)")
+    walk = verbs.add_parser("walkthrough", help="the procedure one section at a time, proved")
+    walk.add_argument("--backend", choices=("docker", "local"), default="docker")
+    walk.add_argument("--yes", action="store_true", help="do not wait for Enter")
+    exercises.add_parser(verbs)
+    for verb in (up, walk):
+        verb.add_argument("--image", help=f"image of the servers (default {LAB_IMAGE_DEFAULT})")
 
     check_p = sub.add_parser("check", help="grade a running pair with the assertion helpers")
     _add_pair_options(check_p)

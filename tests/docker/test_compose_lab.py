@@ -22,7 +22,7 @@ import pytest
 
 from pytest_pgstandby._wait import poll_until
 from pytest_pgstandby.backends.sessions import free_port
-from pytest_pgstandby.cli import _compose
+from pytest_pgstandby.labctl import compose_command
 from pytest_pgstandby.labfiles import lab_dir
 from tests.helpers import EXTERNAL_DOWNSTREAM_TEST
 
@@ -75,7 +75,7 @@ class ComposeLab:
         self.standby = f"{project}-standby"
         self.primary_port = primary_port
         self.standby_port = standby_port
-        self.compose = [*_compose(), "-f", str(COMPOSE_FILE), "-p", project]
+        self.compose = [*compose_command(), "-f", str(COMPOSE_FILE), "-p", project]
         self.env = dict(os.environ)
         self.env.update(
             {

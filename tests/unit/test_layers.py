@@ -51,9 +51,13 @@ LAYERS: dict[str, int] = {
     "assertions": 13,
     "doctor": 14,
     "factories": 14,
-    "cli": 15,
-    "plugin": 15,
-    "": 16,  # pytest_pgstandby/__init__.py
+    "labctl": 14,
+    "lagview": 14,
+    "exercises": 15,
+    "walkthrough": 15,
+    "cli": 16,
+    "plugin": 16,
+    "": 17,  # pytest_pgstandby/__init__.py
 }
 LAZY_ALLOWED = {"backends.docker", "backends.containers"}
 DOCKER_LIBRARIES = ("docker", "testcontainers")

@@ -1,0 +1,178 @@
+"""The classroom lab (lab/docker-compose.yml): its names, its ports, and the verbs that
+bring it up, take it down, and show it. ``pgstandby lab ...`` (cli.py) calls these."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+
+import psycopg
+
+from . import assertions as a
+from ._text import mask_secrets
+from ._wait import poll_until
+from .errors import PgStandbyError
+from .labfiles import lab_dir
+
+LAB_IMAGE_DEFAULT = "pgstandby/postgres:15"
+LAB_PASSWORD_DEFAULT = "postgres"  # lab/docker-compose.yml's POSTGRES_PASSWORD default
+
+
+def compose_command() -> list[str]:
+    """Debian's docker-compose (v1) or the docker compose plugin, whichever is here."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+    if probe.returncode == 0:
+        return ["docker", "compose"]
+    raise PgStandbyError(
+        "neither `docker-compose` nor `docker compose` is installed. Fix: "
+        "`apt-get install docker-compose` (Debian) or install the compose plugin."
+    )
+
+
+def _lab_container(env: dict[str, str], role: str) -> str:
+    """The lab's container names (docker-compose.yml's variables and their defaults)."""
+    return env.get(f"PGSTANDBY_LAB_{role.upper()}_CONTAINER") or f"postgres-{role}-lab"
+
+
+def _lab_dsn(env: dict[str, str], role: str) -> str:
+    port = env.get(f"PGSTANDBY_LAB_{role.upper()}_PORT", "5432" if role == "primary" else "5433")
+    password = env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
+    return f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
+
+
+def _lab_running(env: dict[str, str], role: str) -> bool | None:
+    """Whether the lab's container of ``role`` runs (None: it does not exist)."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Running}}", _lab_container(env, role)],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() == "true" if out.returncode == 0 else None
+
+
+def _require_lab_up(env: dict[str, str]) -> None:
+    states = {role: _lab_running(env, role) for role in ("primary", "standby")}
+    down = [
+        f"{_lab_container(env, r)} ({'stopped' if s is False else 'absent'})"
+        for r, s in states.items()
+        if not s
+    ]
+    if down:
+        raise PgStandbyError(
+            f"the lab is not up: {', '.join(down)}. Fix: pgstandby lab up (then pgstandby "
+            "lab check); for a pair you built yourself, pgstandby check --primary DSN "
+            "--standby DSN."
+        )
+
+
+def _refuse_taken_ports(env: dict[str, str]) -> None:
+    """Before anything is created: each lab port must be free on 127.0.0.1, unless the lab
+    itself already holds it (a second `lab up` is a no-op)."""
+    for role, default in (("primary", "5432"), ("standby", "5433")):
+        if _lab_running(env, role):
+            continue
+        var = f"PGSTANDBY_LAB_{role.upper()}_PORT"
+        port = env.get(var, default)
+        other = int(port) % 50000 + 10000
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", int(port)))
+            except OSError as exc:
+                raise PgStandbyError(
+                    f"cannot bring the lab up: host port {port} for the {role} ({var}) is "
+                    f"taken on 127.0.0.1 ({exc.strerror}); nothing was created. Fix: stop "
+                    f"what listens there, or choose another port: {var}={other} "
+                    "pgstandby lab up (pgstandby lab check then finds it by the same "
+                    "variable)."
+                ) from None
+
+
+def _wait_lab_streaming(env: dict[str, str], timeout: float) -> None:
+    """Wait (bounded) until the lab's standby streams; the error shows its log tail."""
+
+    def streaming() -> bool:
+        with psycopg.connect(_lab_dsn(env, "standby"), connect_timeout=2) as conn:
+            row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+        return row == ("streaming",)
+
+    def standby_log() -> str:
+        out = subprocess.run(
+            ["docker", "logs", "--tail", "30", _lab_container(env, "standby")],
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout + out.stderr
+
+    poll_until(
+        streaming,
+        what="the lab's standby to stream from the primary",
+        timeout=timeout,
+        interval=0.2,
+        log=standby_log,
+    )
+
+
+class Lab:
+    """The compose lab as the environment names it (project, containers, ports)."""
+
+    def __init__(self, env: dict[str, str] | None = None, image: str | None = None) -> None:
+        self.env = dict(os.environ if env is None else env)
+        if image:
+            self.env["PGSTANDBY_IMAGE"] = image
+        self.env.setdefault("PGSTANDBY_IMAGE", LAB_IMAGE_DEFAULT)
+
+    def compose(self, *args: str, extra_env: dict[str, str] | None = None) -> int:
+        base = [*compose_command(), "-f", str(lab_dir() / "docker-compose.yml")]
+        return subprocess.call([*base, *args], env={**self.env, **(extra_env or {})})
+
+    def container(self, role: str) -> str:
+        return _lab_container(self.env, role)
+
+    def dsn(self, role: str) -> str:
+        return _lab_dsn(self.env, role)
+
+    def server(self, role: str) -> a.Server:
+        return a.Server(self.dsn(role), container=self.container(role))
+
+    def servers(self) -> tuple[a.Server, a.Server]:
+        """The running lab pair (an error that says `pgstandby lab up` if it is not up)."""
+        _require_lab_up(self.env)
+        return self.server("primary"), self.server("standby")
+
+    def up(self, timeout: float, extra_env: dict[str, str] | None = None) -> int:
+        """`docker-compose up -d`, then wait until the standby streams (``extra_env``: an
+        exercise's variant of the lab's variables)."""
+        self._preflight()
+        code = self.compose("up", "-d", extra_env=extra_env)
+        if code != 0:
+            return code
+        print(f"waiting for the standby (docker logs -f {self.container('standby')} shows "
+              "its setup)")  # fmt: skip
+        _wait_lab_streaming(self.env, timeout)
+        return 0
+
+    def _preflight(self) -> None:
+        _refuse_taken_ports(self.env)  # first: a taken port must leave nothing half-made
+        # imported here: docker-py and testcontainers cost ~0.2 s, and only `up` needs them
+        from .backends.docker import availability, connect_docker
+
+        connect_docker().close()  # no daemon: an error that says how to start one
+        usable, why = availability(self.env["PGSTANDBY_IMAGE"])
+        if not usable:
+            raise PgStandbyError(
+                f"cannot bring the lab up: {why}. Fix: `pgstandby image build --pg 15`, or "
+                "`docker pull` an official image and pass --image."
+            )
+
+    def down(self) -> int:
+        return self.compose("down", "-v")
+
+    def streaming_line(self) -> str:
+        return (
+            f"lab pair is streaming: primary {mask_secrets(self.dsn('primary'))}, "
+            f"standby {mask_secrets(self.dsn('standby'))}. Grade it: pgstandby lab check"
+        )
