@@ -12,6 +12,7 @@ harness-built pair open for exploration.
     pgstandby check --primary DSN --standby DSN [--standby-data-dir D | --standby-container C]
     pgstandby doctor --primary DSN --standby DSN [...]   # the first broken step, and its fix
     pgstandby lab doctor        # the same on the lab pair
+    pgstandby lag --primary DSN --standby DSN --seconds 10 --load --out lag.png
     pgstandby pair --backend local   # a pair on 127.0.0.1 until Ctrl-C
 """
 
@@ -147,6 +148,17 @@ def _add_pair_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--primary-container", help="the primary's Docker container, if any")
 
 
+def _add_lag_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--seconds", type=float, default=10.0, help="how long to record")
+    command.add_argument("--load", action="store_true", help="write on the primary meanwhile")
+    command.add_argument("--out", default="lag.png", help="PNG file to write (default lag.png)")
+
+
+def lag_command(args: argparse.Namespace) -> int:
+    return lagview.lag_command(*_given_pair(args), seconds=args.seconds, load=args.load,
+                               out=args.out)  # fmt: skip
+
+
 def pair(args: argparse.Namespace) -> int:
     overrides = {"backend": args.backend, "standbys": args.standbys, "image": args.image}
     settings = Settings().with_overrides(**{k: v for k, v in overrides.items() if v is not None})
@@ -187,10 +199,7 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--count", type=int, default=None, help="stop after N rows")
     verbs.add_parser("check", help="grade the lab pair with the assertion helpers")
     verbs.add_parser("doctor", help="the troubleshooting list on the lab pair")
-    lag_p = verbs.add_parser("lag", help="record lag for N seconds and draw it (PNG)")
-    lag_p.add_argument("--seconds", type=float, default=10.0)
-    lag_p.add_argument("--load", action="store_true", help="write on the primary meanwhile")
-    lag_p.add_argument("--out", default="lag.png", help="PNG file to write (default lag.png)")
+    _add_lag_options(verbs.add_parser("lag", help="record lag for N seconds and draw it (PNG)"))
     walk = verbs.add_parser("walkthrough", help="the procedure one section at a time, proved")
     walk.add_argument("--backend", choices=("docker", "local"), default="docker")
     walk.add_argument("--yes", action="store_true", help="do not wait for Enter")
@@ -207,6 +216,11 @@ def parser() -> argparse.ArgumentParser:
     )
     _add_pair_options(doctor_p)
     doctor_p.set_defaults(func=doctor_command)
+
+    lag_p = sub.add_parser("lag", help="record a pair's lag for N seconds and draw it (PNG)")
+    _add_pair_options(lag_p)
+    _add_lag_options(lag_p)
+    lag_p.set_defaults(func=lag_command)
 
     pair_p = sub.add_parser("pair", help="bring a harness-built pair up until Ctrl-C")
     pair_p.add_argument("--backend", choices=BACKENDS, default=None)
