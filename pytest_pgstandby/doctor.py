@@ -44,6 +44,7 @@ def diagnose(primary: ServerLike, standby: ServerLike) -> list[Step]:
         _base_backup,
         _standby_signal,
         _primary_conninfo,
+        _network,
         _authentication,
         _wal_available,
         _streaming,
@@ -116,6 +117,41 @@ def _primary_conninfo(p: Node, s: Node) -> Step:
             return Step(name, False, _first_line(exc), _fix_of(exc))
         # the conninfo itself is right; the role it names is the authentication step's
     return Step(name, True, "points at the primary")
+
+
+def _network(p: Node, s: Node) -> Step:
+    """The seed's `ping postgres-primary-lab`, without ping: from the standby's side,
+    resolve the host of its effective primary_conninfo and probe the port."""
+    name = "primary reachable from the standby"
+    with s.connect(connect_timeout=3) as conn:
+        effective = read_conninfo(s, conn).effective or ""
+    params = parse_conninfo(effective) if effective.strip() else {}
+    host = params.get("host") or params.get("hostaddr") or ""
+    if not host or host.startswith("/"):
+        return Step(name, True, f"primary_conninfo names {host or 'no host'}: nothing to probe")
+    port = int(params.get("port") or 5432)
+    reach = s.reach(host, port)
+    seen = f"from {reach.where}, {host} is {', '.join(reach.addresses) or 'unresolved'}"
+    if reach.reachable:
+        return Step(name, True, f"{seen}; {reach.evidence}")
+    if s.container_name() is None and not s.owned and not s.data_dir:
+        return Step(name, True, "not probed from the standby's side (it was given by a DSN "
+                    f"only: give --standby-container NAME); here: {reach.evidence}")  # fmt: skip
+    if not reach.addresses:
+        return Step(name, False, f"{seen}: {reach.evidence}", _UNRESOLVED_FIX)
+    return Step(name, False, f"{seen} but nothing answers on port {port}: {reach.evidence}",
+                _UNREACHED_FIX)  # fmt: skip
+
+
+_UNRESOLVED_FIX = (
+    "primary_conninfo's host must be a name the standby resolves: the primary's container "
+    "or service name on the same Docker network (the seed's postgres-primary-lab), or its "
+    "address"
+)
+_UNREACHED_FIX = (
+    "check that the primary runs and listens on that port (listen_addresses, the port in "
+    "primary_conninfo), and that nothing filters the traffic between them"
+)
 
 
 def _authentication(p: Node, s: Node) -> Step:

@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 from ._held import HeldConnection
 from ._text import mask_secrets
 from ._wait import NotYet, connect_budget, poll_until
-from .backends.base import NodeHandle, PeerAddress, StopMode, conninfo_params, shown_dsn
+from .backends.base import NodeHandle, PeerAddress, Reach, StopMode, conninfo_params, shown_dsn
 from .backends.external import ExternalNode, Server
 from .config import DEFAULT_TIMEOUT
 from .diagnosis import LogWatch
@@ -413,6 +413,11 @@ class Node:
 
     def is_running(self) -> bool:
         return self.handle.is_running()
+
+    def reach(self, host: str, port: int) -> Reach:
+        """Resolve ``host`` and reach ``port`` from the server's side (its container, or
+        this machine): the seed's "verify network connectivity"."""
+        return self.handle.reach(host, port)
 
     def read_file(self, relpath: str) -> str:
         """A file of the data directory, e.g. ``node.read_file("postgresql.auto.conf")``."""

@@ -10,6 +10,7 @@ container or a DSN it parses itself.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,35 @@ def dsn_address(dsn: str, role: str) -> PeerAddress:
     return PeerAddress(hosts, params.get("port") or "5432", f"the {role}'s DSN")
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Whether a server's side resolves a host name and reaches a port there (the seed's
+    "verify network connectivity", done without ``ping``, which images may lack)."""
+
+    host: str
+    port: int
+    addresses: tuple[str, ...]  # what the name resolves to; () when it does not
+    reachable: bool
+    evidence: str  # what was run and what it answered
+    where: str  # "this machine" or the container
+
+
+def reach_here(host: str, port: int, timeout: float = 3.0) -> Reach:
+    """Resolve and connect from this machine (a server the harness runs here)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return Reach(host, port, (), False, f"getaddrinfo: {exc.strerror}", "this machine")
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        seen = f"TCP connect to {host}:{port}: {exc.strerror or exc}"
+        return Reach(host, port, addresses, False, seen, "this machine")
+    return Reach(host, port, addresses, True, f"TCP connect to {host}:{port} succeeded",
+                 "this machine")  # fmt: skip
+
+
 class NodeHandle(Protocol):
     """One server process or container, as a backend sees it."""
 
@@ -141,6 +171,10 @@ class NodeHandle(Protocol):
 
     def peer_address(self, peer: NodeHandle) -> PeerAddress:
         """How ``peer`` (a standby of this server) reaches this server."""
+
+    def reach(self, host: str, port: int) -> Reach:
+        """Resolve ``host`` and reach ``port`` from where the server runs (its container,
+        or this machine)."""
 
     def read_file(self, relpath: str) -> str:
         """A file of the data directory: FileNotFoundError if it does not exist,

@@ -26,7 +26,7 @@ from ..errors import (
     SetupFailedError,
     WaitTimeoutError,
 )
-from .base import PeerAddress, pid_alive
+from .base import PeerAddress, Reach, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,20 @@ class ContainerFiles:
 
     def exists(self, relpath: str) -> bool:
         return self._run("test", "-e", self.path(relpath))[0] == 0
+
+    def reach(self, host: str, port: int) -> Reach:
+        """Resolve with ``getent hosts`` and probe with ``pg_isready`` inside the container:
+        the two tools every PostgreSQL image has (``ping`` it may not)."""
+        where = f"container {self.container}"
+        code, out = self._run("getent", "hosts", host)
+        if code != 0:
+            seen = f"`getent hosts {host}` in {self.container} found nothing (exit {code})"
+            return Reach(host, port, (), False, seen, where)
+        addresses = tuple(dict.fromkeys(line.split()[0] for line in out.splitlines() if line))
+        code, out = self._run("pg_isready", "-h", host, "-p", str(port), "-t", "3")
+        seen = f"`pg_isready -h {host} -p {port}` in {self.container}: {out.strip()}"
+        # 0 accepting, 1 rejecting (starting up): both answer; 2 no response, 3 no attempt
+        return Reach(host, port, addresses, code in (0, 1), seen, where)
 
 
 def container_address(container: Any, peer: Any | None, published_port: str) -> PeerAddress:

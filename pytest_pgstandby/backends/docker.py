@@ -32,11 +32,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from .._wait import poll_until
-from ..errors import (
-    ImageMissingError,
-    SetupFailedError,
-    UnsupportedError,
-)
+from ..errors import ImageMissingError, SetupFailedError, UnsupportedError
 from ..labfiles import lab_file
 from .base import (
     RELAY,
@@ -46,6 +42,7 @@ from .base import (
     NodeHandle,
     OwnedHandle,
     PeerAddress,
+    Reach,
     Role,
     StopMode,
     wait_accepting,
@@ -231,6 +228,9 @@ class DockerNode(OwnedHandle):
 
     def exists(self, relpath: str) -> bool:
         return self.files.exists(relpath)
+
+    def reach(self, host: str, port: int) -> Reach:
+        return self.files.reach(host, port)
 
     def _wait_exited(self, timeout: float, what: str) -> None:
         poll_until(

@@ -22,9 +22,11 @@ from ..errors import ConfigurationError, FilesUnavailableError, NotOwnedError
 from .base import (
     NodeHandle,
     PeerAddress,
+    Reach,
     StopMode,
     conninfo_params,
     dsn_address,
+    reach_here,
     shown_dsn,
     wait_accepting,
 )
@@ -274,6 +276,12 @@ class ExternalNode:
                 f"cannot look into {self.server.data_dir}: permission denied"
             )
         return os.path.exists(os.path.join(self.server.data_dir, relpath))
+
+    def reach(self, host: str, port: int) -> Reach:
+        """From the server's container; a server without one is taken to run here."""
+        if self.server.container:
+            return self._container_files().reach(host, port)
+        return reach_here(host, port)
 
     # addresses --------------------------------------------------------------------------
     def peer_address(self, peer: NodeHandle) -> PeerAddress:

@@ -32,9 +32,11 @@ from .base import (
     NodeHandle,
     OwnedHandle,
     PeerAddress,
+    Reach,
     Role,
     StopMode,
     dsn_address,
+    reach_here,
     wait_accepting,
 )
 from .sessions import (
@@ -259,6 +261,9 @@ class LocalNode(OwnedHandle):
 
     def exists(self, relpath: str) -> bool:
         return self._path(relpath).exists()
+
+    def reach(self, host: str, port: int) -> Reach:
+        return reach_here(host, port)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

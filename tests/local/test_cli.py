@@ -183,6 +183,7 @@ def test_doctor_names_the_first_broken_step_its_evidence_and_fix(
             "ok      base backup",
             "ok      standby.signal exists",
             "ok      primary_conninfo",
+            "ok      primary reachable from the standby",
             "ok      authentication",
             "ok      WAL still available",
             "ok      streaming",
