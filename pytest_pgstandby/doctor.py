@@ -21,6 +21,9 @@ from .diagnosis import KNOWN_FAILURES
 from .node import Node, ServerLike, as_node
 
 _BASEBACKUP_ERROR = re.compile(r"^pg_basebackup: error: .*$", re.MULTILINE)
+_HBA_REFUSAL = re.compile(
+    r"(?:pg_hba\.conf rejects|no pg_hba\.conf entry for) replication connection[^\n]*"
+)
 _ROLE_PROBLEM = re.compile(r"on the primary lacks|does not exist on the primary")
 
 
@@ -101,8 +104,12 @@ def _standby_signal(p: Node, s: Node) -> Step:
     try:
         assert_standby_signal(s)
     except AssertionError as exc:
-        return Step(name, False, _first_line(exc), "touch standby.signal in the data directory, "
-                    "then restart the standby (setup-standby.sh step 5)")  # fmt: skip
+        # the assertion's fix tells a missing file from a server that ran as a primary
+        fix = _fix_of(exc) or (
+            "touch standby.signal in the data directory, then restart the standby "
+            "(setup-standby.sh step 5)"
+        )
+        return Step(name, False, _first_line(exc), fix)
     return Step(name, True, f"{s.file_location('standby.signal')} and pg_is_in_recovery()")
 
 
@@ -182,6 +189,20 @@ def _authentication(p: Node, s: Node) -> Step:
                     f"connections of {user!r} over TCP",
                     f"append `host replication {user} all md5` to the primary's pg_hba.conf, then "
                     "SELECT pg_reload_conf()")  # fmt: skip
+    line = hba[0]
+    shown = f"{line[1]} replication {','.join(line[3])} {line[5] or ''} {line[4]}"
+    if line[4] == "reject":
+        return Step(name, False, f"the first pg_hba.conf line on the primary that matches "
+                    f"replication connections of {user!r} is line {line[0]} ({shown}): the "
+                    "first matching line decides, and it rejects",
+                    f"delete line {line[0]} of the primary's pg_hba.conf (or move it below the "
+                    "line that admits the standby), then SELECT pg_reload_conf()")  # fmt: skip
+    refused = _HBA_REFUSAL.findall(_standby_output(s))
+    if refused and not _streams(s):
+        return Step(name, False, f"the standby's log has `{refused[-1]}`",
+                    f"add a line admitting it (`host replication {user} all md5`) above any "
+                    "line that rejects it in the primary's pg_hba.conf, then SELECT "
+                    "pg_reload_conf()")  # fmt: skip
     try:
         login = {k: v for k, v in params.items() if k in ("user", "password")}
         dsn = make_conninfo(host=p.host, port=p.port, replication="true", **login)
@@ -191,11 +212,9 @@ def _authentication(p: Node, s: Node) -> Step:
         if "password authentication failed" in text:
             return Step(name, False, f"the password in primary_conninfo is refused: {text}",
                         "make the password in the standby's primary_conninfo the role's "
-                        "(POSTGRES_REPLICATION_PASSWORD on both sides), then restart the "
-                        "standby")  # fmt: skip
-    line = hba[0]
-    return Step(name, True, f"{user!r} has REPLICATION; pg_hba.conf line {line[0]} "
-                f"({line[1]} replication {','.join(line[3])} {line[5] or ''} {line[4]}) "
+                        "(POSTGRES_REPLICATION_PASSWORD on both sides), then SELECT "
+                        "pg_reload_conf() on the standby (13+; before, restart)")  # fmt: skip
+    return Step(name, True, f"{user!r} has REPLICATION; pg_hba.conf line {line[0]} ({shown}) "
                 "admits it")  # fmt: skip
 
 
@@ -204,7 +223,7 @@ def _wal_available(p: Node, s: Node) -> Step:
     text = _standby_output(s)
     pattern, meaning, fix = KNOWN_FAILURES[0]
     found = pattern.findall(text)
-    if found and s.query_value("SELECT status FROM pg_stat_wal_receiver") != "streaming":
+    if found and not _streams(s):
         return Step(name, False, f"{meaning}: `{found[-1]}`", fix)
     return Step(name, True, "the standby's log reports no removed WAL segment")
 
@@ -216,6 +235,10 @@ def _streaming(p: Node, s: Node) -> Step:
         return Step(name, True, f"WAL receiver streaming from {row[0][1]}:{row[0][2]}")
     return Step(name, False, f"pg_stat_wal_receiver: {row[0] if row else 'no WAL receiver'}",
                 "see the standby's log for the WAL receiver's error")  # fmt: skip
+
+
+def _streams(s: Node) -> bool:
+    return bool(s.query_value("SELECT status FROM pg_stat_wal_receiver") == "streaming")
 
 
 def _standby_output(s: Node) -> str:

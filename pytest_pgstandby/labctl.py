@@ -79,6 +79,8 @@ def _refuse_taken_ports(env: dict[str, str]) -> None:
         port = env.get(var, default)
         other = int(port) % 50000 + 10000
         with socket.socket() as probe:
+            # as Docker binds: a port whose last connections linger in TIME_WAIT is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", int(port)))
             except OSError as exc:
@@ -91,13 +93,23 @@ def _refuse_taken_ports(env: dict[str, str]) -> None:
                 ) from None
 
 
-def _wait_lab_streaming(env: dict[str, str], timeout: float) -> None:
-    """Wait (bounded) until the lab's standby streams; the error shows its log tail."""
+#: What `up` waits for: the standby streams (the lab, most exercises), or only answers
+#: (an exercise whose standby never streams).
+WAITS = ("streaming", "accepting", "not streaming")
 
-    def streaming() -> bool:
+
+def _wait_lab(env: dict[str, str], timeout: float, until: str = "streaming") -> None:
+    """Wait (bounded) until the lab's standby is in state ``until`` (one of WAITS); the
+    error shows its log tail."""
+
+    def status() -> str:
         with psycopg.connect(_lab_dsn(env, "standby"), connect_timeout=2) as conn:
             row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
-        return row == ("streaming",)
+        return "streaming" if row == ("streaming",) else "not streaming"
+
+    def reached() -> bool:
+        now = status()
+        return until == "accepting" or now == until
 
     def standby_log() -> str:
         out = subprocess.run(
@@ -107,9 +119,10 @@ def _wait_lab_streaming(env: dict[str, str], timeout: float) -> None:
         )
         return out.stdout + out.stderr
 
+    what = {"accepting": "accept connections"}.get(until, f"be {until}")
     poll_until(
-        streaming,
-        what="the lab's standby to stream from the primary",
+        reached,
+        what=f"the lab's standby to {what}",
         timeout=timeout,
         interval=0.2,
         log=standby_log,
@@ -143,17 +156,22 @@ class Lab:
         _require_lab_up(self.env)
         return self.server("primary"), self.server("standby")
 
-    def up(self, timeout: float, extra_env: dict[str, str] | None = None) -> int:
+    def up(
+        self, timeout: float, extra_env: dict[str, str] | None = None, until: str = "streaming"
+    ) -> int:
         """`docker-compose up -d`, then wait until the standby streams (``extra_env``: an
-        exercise's variant of the lab's variables)."""
+        exercise's variant of the lab's variables; ``until``: one of WAITS)."""
         self._preflight()
         code = self.compose("up", "-d", extra_env=extra_env)
         if code != 0:
             return code
         print(f"waiting for the standby (docker logs -f {self.container('standby')} shows "
               "its setup)")  # fmt: skip
-        _wait_lab_streaming(self.env, timeout)
+        self.wait(timeout, until)
         return 0
+
+    def wait(self, timeout: float, until: str = "streaming") -> None:
+        _wait_lab(self.env, timeout, until)
 
     def _preflight(self) -> None:
         _refuse_taken_ports(self.env)  # first: a taken port must leave nothing half-made

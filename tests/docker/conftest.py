@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -9,6 +10,7 @@ import pytest
 
 from pytest_pgstandby import Cluster, DockerUnavailableError, Settings, start_cluster
 from pytest_pgstandby.backends.docker import connect_docker
+from tests.docker.compose import BUILD_SH, BUILD_TIMEOUT, IMAGE, PG_MAJOR, run
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +41,12 @@ def make_cluster(docker_client, pgstandby_settings: Settings):  # type: ignore[n
         return start_cluster(pgstandby_settings, backend="docker", **settings)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def lab_image(docker_client) -> str:  # type: ignore[no-untyped-def]
+    """The lab image, built once (build.sh itself caches and serialises with flock)."""
+    started = time.monotonic()
+    run(["bash", str(BUILD_SH), "--pg", PG_MAJOR], timeout=BUILD_TIMEOUT, check=True)
+    print(f"lab image {IMAGE} ready in {time.monotonic() - started:.1f} s")
+    return IMAGE

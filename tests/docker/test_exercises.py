@@ -1,0 +1,111 @@
+"""The break-and-fix exercises of lab/exercises/, as a class runs them: `pgstandby lab
+exercise start N` on a compose lab (a project, names and ports of the test's own), then
+`lab doctor` must name the exercise's root cause, `lab check` must fail exactly the
+exercise's checks, and after the documented fix (its fix.sh) `lab check` passes 5/5."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_pgstandby import exercises
+from pytest_pgstandby.backends.sessions import free_port
+from pytest_pgstandby.labctl import Lab
+from tests.docker.compose import ComposeLab
+
+pytestmark = pytest.mark.docker
+
+EXERCISES = exercises.load_all()
+
+
+@pytest.fixture(scope="module")
+def lab(lab_image: str) -> Iterator[ComposeLab]:
+    made = ComposeLab(
+        f"pgstandby-ex-{os.getpid()}-{uuid.uuid4().hex[:6]}", free_port(), free_port()
+    )
+    made.env["COMPOSE_PROJECT_NAME"] = made.project  # what `pgstandby lab` runs compose with
+    try:
+        yield made
+    finally:
+        made.remember_volumes()
+        down = made.run("down", "-v", "--remove-orphans")
+        assert down.returncode == 0, down.stderr
+        assert not made.leftovers(), made.leftovers()
+
+
+def pgstandby(
+    lab: ComposeLab, *args: str, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "lab", *args],
+        env=lab.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def failed_checks(output: str) -> set[str]:
+    return {line[6:].strip() for line in output.splitlines() if line.startswith("FAIL  ")}
+
+
+def test_there_are_six_exercises_each_with_student_and_teacher_text() -> None:
+    assert [e.number for e in EXERCISES] == [1, 2, 3, 4, 5, 6]
+    for exercise in EXERCISES:
+        student = exercise.student_text()
+        teacher = (exercise.path / "TEACHER.md").read_text()
+        assert exercise.script("fix.sh") is not None, exercise.slug
+        # the student's text shows the symptom, never the answer
+        assert exercise.doctor_step not in student, exercise.slug
+        assert "Fix**" in teacher and exercise.doctor_step in teacher, exercise.slug
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=[e.slug for e in EXERCISES])
+def test_exercise_is_diagnosed_graded_and_fixed(
+    lab: ComposeLab, exercise: exercises.Exercise
+) -> None:
+    started = pgstandby(lab, "exercise", "start", str(exercise.number))
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert exercise.student_text().splitlines()[0] in started.stdout
+
+    doctor = pgstandby(lab, "doctor")
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    assert doctor.stdout.splitlines()[-1] == f"first broken step: {exercise.doctor_step}", (
+        doctor.stdout
+    )
+
+    graded = pgstandby(lab, "check")
+    assert graded.returncode == 1, graded.stdout + graded.stderr
+    assert failed_checks(graded.stdout) == set(exercise.failing_checks), graded.stdout
+
+    exercises.run_script(Lab(lab.env), exercise, "fix.sh")
+    Lab(lab.env).wait(120)  # the standby reconnects (or is cloned again) by itself
+    fixed = pgstandby(lab, "check")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert fixed.stdout.splitlines()[-1] == "5 passed, 0 failed"
+    healthy = pgstandby(lab, "doctor")
+    assert healthy.returncode == 0, healthy.stdout
+
+
+def test_reset_brings_back_the_plain_lab(lab: ComposeLab) -> None:
+    first = EXERCISES[0]  # a variant of the lab's variables, not only a break
+    assert pgstandby(lab, "exercise", "start", str(first.number)).returncode == 0
+    reset = pgstandby(lab, "exercise", "reset")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert "lab pair is streaming" in reset.stdout
+    graded = pgstandby(lab, "check")
+    assert graded.stdout.splitlines()[-1] == "5 passed, 0 failed", graded.stdout
+
+
+def test_an_unknown_exercise_is_one_clear_line(lab: ComposeLab) -> None:
+    result = pgstandby(lab, "exercise", "start", "99")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "pgstandby: error: there is no exercise 99. Fix: pgstandby lab exercise start N with "
+        "N one of 1, 2, 3, 4, 5, 6 (pgstandby lab exercise list shows them)."
+    ]
