@@ -1,5 +1,6 @@
 """pytest hooks only: options, ini keys, the marker, fixtures, the report header, and the
-servers' logs attached to a failing test's report."""
+servers' logs (and a failing assert_replication_lag's samples) attached to a failing
+test's report."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from dataclasses import fields
 
 import pytest
 
-from . import binaries
+from . import binaries, lagview
 from ._text import mask_secrets
+from .assertions.lag import LagSample
 from .backends.select import docker_status
 from .cluster import Cluster
 from .config import BACKENDS, KEEP, LIST_SETTINGS, Settings
@@ -147,4 +149,27 @@ def pytest_runtest_makereport(
             entry.failed = True
             for label, text in entry.cluster.logs().items():
                 report.sections.append((f"pgstandby {label}", mask_secrets(text)))
+        samples = getattr(call.excinfo.value, "lag_samples", None) if call.excinfo else None
+        if samples:
+            report.sections.append(("pgstandby replication lag", _lag_section(item, samples)))
     return report
+
+
+def _lag_section(item: pytest.Item, samples: list[LagSample]) -> str:
+    """The samples as a table, and their picture in the test's tmp_path (else a directory
+    of the session's base temp) when matplotlib is installed."""
+    png = None
+    if lagview.can_plot():
+        png = "not written (no temporary directory)"
+        tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+        factory = getattr(item.config, "_tmp_path_factory", None)  # what tmp_path uses
+        if tmp_path is None and factory is not None:
+            tmp_path = factory.mktemp("pgstandby-lag")
+        if tmp_path is not None:
+            series = lagview.LagSeries("primary", "standby", samples, primary_lsn_kind="write")
+            png = str(tmp_path / "replication-lag.png")
+            try:
+                lagview.write_png(series, png)
+            except (OSError, ValueError) as exc:
+                png = f"not written ({exc})"
+    return mask_secrets(lagview.section_text(samples, png))

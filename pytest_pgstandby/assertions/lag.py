@@ -15,7 +15,7 @@ import psycopg.errors
 from .._wait import poll_until
 from ..errors import WaitTimeoutError
 from ..node import ServerLike
-from .report import Report, error_text
+from .report import ReplicationAssertionError, Report, error_text
 from .servers import CONNECT_TIMEOUT, connect, nodes, rows, scalar, secrets_of
 from .walsenders import read_conninfo_quietly, receiver_app_name, show_sender, walsenders
 
@@ -32,6 +32,61 @@ class ReplicationLag:
     standby_replay_lsn: str | None
     marker_lsn: str | None
     replay_lag: timedelta | None  # pg_stat_replication.replay_lag, as the primary reports it
+
+
+@dataclass(frozen=True)
+class LagSample:
+    """One look at both ends: ``t`` seconds after the first look, the primary's LSN, the
+    standby's replay LSN, the byte lag between them (never negative), and
+    ``pg_stat_replication.replay_lag`` where it was read."""
+
+    t: float
+    primary_lsn: str | None
+    standby_lsn: str | None
+    lag_bytes: int | None
+    replay_lag: timedelta | None = None
+
+
+def lsn_bytes(lsn: str) -> int:
+    """A pg_lsn's text (``'0/3000148'``) as a byte position, as ``pg_wal_lsn_diff`` counts.
+
+    >>> lsn_bytes("1/0") - lsn_bytes("0/FFFFFFFF")
+    1
+    """
+    high, low = lsn.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+class ReplicationLagError(ReplicationAssertionError):
+    """assert_replication_lag failed. ``lag_samples`` holds the LSNs it saw while it
+    waited (the plugin puts them, as a table and a picture, into the failing test's report)."""
+
+    def __init__(self, message: str, problems: list[str], lag_samples: list[LagSample]) -> None:
+        super().__init__(message, problems)
+        self.lag_samples = lag_samples
+
+
+class _Samples:
+    """The LSNs a check saw, in order, timed from the first."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.samples: list[LagSample] = []
+
+    def add(
+        self, primary: str | None, standby: str | None, replay_lag: timedelta | None = None
+    ) -> None:
+        lag = max(0, lsn_bytes(primary) - lsn_bytes(standby)) if primary and standby else None
+        t = time.monotonic() - self.started
+        self.samples.append(LagSample(t, primary, standby, lag, replay_lag))
+
+    def raise_if_problems(self, report: Report) -> None:
+        """Report.raise_if_problems, with the samples on the error."""
+        __tracebackhide__ = True
+        if report.problems:
+            problems = [report.scrub(p) for p in report.problems]
+            raise ReplicationLagError(report.render(), problems, self.samples)
+        report.raise_if_problems()
 
 
 _LAG_PROBE_SQL = (
@@ -58,7 +113,8 @@ def assert_replication_lag(
     "usually 0-2 seconds behind" gives the default 2.0; ``None`` skips the write.
     ``pg_stat_replication.replay_lag`` is reported where the primary has it. A standby
     that does not accept a connection within the time bound fails, with the primary's
-    view of it (pg_stat_replication) in the message.
+    view of it (pg_stat_replication) in the message. A failure is a
+    :class:`ReplicationLagError` carrying the LSNs seen while waiting (``lag_samples``).
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
     bound = max_seconds + max(0.5, max_seconds / 4) if max_seconds is not None else None
@@ -70,11 +126,12 @@ def assert_replication_lag(
         report.raise_if_problems()
     assert pconn is not None  # connect() recorded a problem when it had no connection
     sconn = connect(s, report, "standby", timeout=min(CONNECT_TIMEOUT, bound or CONNECT_TIMEOUT))
+    seen = _Samples()
     try:
-        return _measure_lag(pconn, sconn, report, max_bytes, max_seconds, bound)
+        return _measure_lag(pconn, sconn, report, max_bytes, max_seconds, bound, seen)
     except psycopg.Error as exc:
         report.problem(f"query failed: {error_text(exc)}")
-        report.raise_if_problems()
+        seen.raise_if_problems(report)
         raise
     finally:
         pconn.close()
@@ -89,6 +146,7 @@ def _measure_lag(
     max_bytes: int | None,
     max_seconds: float | None,
     bound: float | None,
+    seen: _Samples,
 ) -> ReplicationLag:
     __tracebackhide__ = True
     primary_lsn = standby_lsn = marker = None
@@ -97,7 +155,7 @@ def _measure_lag(
     seconds: float | None = None
     if scalar(pconn, "SELECT pg_is_in_recovery()"):
         report.problem("the primary is in recovery: pass the primary first, then the standby")
-        report.raise_if_problems()
+        seen.raise_if_problems(report)
     senders = walsenders(pconn)
     app_name: str | None = None
     if sconn is not None:
@@ -116,10 +174,13 @@ def _measure_lag(
             lag_bytes = _lsn_diff(pconn, primary_lsn, standby_lsn)
     sender = _one_sender(senders, app_name, report)
     replay_lag = sender.get("replay_lag") if sender else None
+    if sconn is not None:
+        seen.add(primary_lsn, standby_lsn, replay_lag)
     if sconn is None and sender is not None:
         primary_lsn = scalar(pconn, "SELECT pg_current_wal_lsn()::text")
         standby_lsn = str(sender["replay_lsn"]) if sender.get("replay_lsn") else None
         lag_bytes = _lsn_diff(pconn, primary_lsn, standby_lsn) if standby_lsn else None
+        seen.add(primary_lsn, standby_lsn, replay_lag)
         report.see(
             f"standby unreachable; the primary's view (pg_stat_replication, as last reported by "
             f"the standby): replay_lsn={standby_lsn}"
@@ -132,13 +193,13 @@ def _measure_lag(
     if max_bytes is not None and lag_bytes is not None and lag_bytes > max_bytes:
         report.problem(f"byte lag {_fmt_bytes(lag_bytes)} exceeds max_bytes={max_bytes}")
     if max_seconds is not None and bound is not None and in_recovery:
-        marker, seconds = _time_marker(pconn, sconn, sender, report, max_seconds, bound)
+        marker, seconds = _time_marker(pconn, sconn, sender, report, max_seconds, bound, seen)
     if report.problems:
         report.fix(
             "see the standby's log (a replay conflict, a stopped WAL receiver, a slow disk), "
             "and assert_streaming for the connection itself"
         )
-    report.raise_if_problems()
+    seen.raise_if_problems(report)
     return ReplicationLag(lag_bytes, seconds, primary_lsn, standby_lsn, marker, replay_lag)
 
 
@@ -179,6 +240,7 @@ def _time_marker(
     report: Report,
     max_seconds: float,
     bound: float,
+    samples: _Samples,
 ) -> tuple[str | None, float | None]:
     try:
         try:
@@ -205,6 +267,7 @@ def _time_marker(
                 [marker],
             ).fetchone()
             seen["lsn"] = row[0]
+            samples.add(marker, row[0])  # the primary's last known position: the marker
             return bool(row[1])
 
         where = "the standby's pg_last_wal_replay_lsn()"
@@ -218,6 +281,7 @@ def _time_marker(
                 [marker, pid],
             ).fetchone()
             seen["lsn"] = row[0] if row else None
+            samples.add(marker, seen["lsn"])
             return bool(row and row[1])
 
         where = "replay_lsn the primary's walsender reports"
