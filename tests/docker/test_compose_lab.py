@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -34,6 +35,26 @@ def _started_at(container: str) -> str:
         ["docker", "inspect", "--format", "{{.State.Status}} {{.State.StartedAt}}", container]
     )
     return out.stdout.strip()
+
+
+def _lag_of_the_lab(lab: ComposeLab, tmp: Path) -> None:
+    """`lab lag` draws the lab pair's LSNs under load; `lab status --watch` shows rows."""
+    png = tmp / "lab-lag.png"
+    cli = [sys.executable, "-m", "pytest_pgstandby.cli", "lab"]
+    drawn = subprocess.run(
+        [*cli, "lag", "--seconds", "2", "--load", "--out", str(png)],
+        env=lab.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert drawn.returncode == 0, drawn.stdout + drawn.stderr
+    assert "2 series" in drawn.stdout
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 10_000
+    watched = subprocess.run(
+        [*cli, "status", "--watch", "--interval", "0.2", "--count", "3"],
+        env=lab.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    rows = [ln for ln in watched.stdout.splitlines() if ln[:1].isdigit()]
+    assert len(rows) == 3, watched.stdout
 
 
 def _downstream_against_the_lab(lab: ComposeLab, pytester: pytest.Pytester) -> None:
@@ -154,6 +175,7 @@ def test_compose_lab_replicates_and_leaves_nothing_behind(
         assert readme_form.returncode == 0, readme_form.stdout + readme_form.stderr
         assert readme_form.stdout.splitlines()[-1] == "5 passed, 0 failed"
 
+        _lag_of_the_lab(lab, pytester.path)
         _downstream_against_the_lab(lab, pytester)
         poll_until(
             standby_streaming,
