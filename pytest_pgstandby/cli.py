@@ -28,10 +28,9 @@ from collections.abc import Callable, Sequence
 
 from . import assertions as a
 from . import doctor, exercises, lagview, walkthrough
-from ._text import mask_secrets
 from .cluster import start_cluster
 from .config import BACKENDS, Settings
-from .errors import PgStandbyError
+from .errors import ConfigurationError, PgStandbyError
 from .labctl import LAB_IMAGE_DEFAULT, Lab
 from .labfiles import lab_file
 
@@ -40,6 +39,11 @@ def image_build(args: argparse.Namespace) -> int:
     argv = ["bash", str(lab_file("image/build.sh")), "--pg", str(args.pg)]
     if args.tag:
         argv += ["--tag", args.tag]
+    # build.sh judges its own arguments (one list of majors, in the script); asked first,
+    # so that bad input gets one line here before any apt, debootstrap or docker work
+    judged = subprocess.run([*argv, "--check-args"], capture_output=True, text=True)
+    if judged.returncode != 0:
+        raise ConfigurationError(judged.stderr.strip().removeprefix("build.sh: error: "))
     if args.force:
         argv.append("--force")
     return subprocess.call(argv)
@@ -161,13 +165,20 @@ def lag_command(args: argparse.Namespace) -> int:
 
 def pair(args: argparse.Namespace) -> int:
     overrides = {"backend": args.backend, "standbys": args.standbys, "image": args.image}
-    settings = Settings().with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings().with_overrides(
+            **{k: v for k, v in overrides.items() if v is not None}
+        )
+    except ConfigurationError as exc:  # in this command's words: --standbys, not pytest's
+        raise ConfigurationError(str(exc).replace("--pgstandby-", "--")) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with start_cluster(settings) as cluster:
         print(f"pair is up: {cluster.describe()}")
         for node in cluster.nodes:
-            print(f"  {node.name:10} {mask_secrets(node.dsn)}   data: {node.data_dir}")
+            # in full: the user asked for a pair to connect to, and its random password
+            # is good for this command's lifetime only
+            print(f"  {node.name:10} {node.dsn}   data: {node.data_dir}")
         print("Ctrl-C stops and removes it.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

@@ -24,7 +24,7 @@ from ._text import mask_secrets
 from .backends.base import Backend
 from .backends.select import open_backend
 from .config import Settings
-from .errors import ConfigurationError, NotOwnedError, PgStandbyError
+from .errors import ConfigurationError, NotOwnedError, PgStandbyError, TooManyStandbysError
 from .node import Node
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,58 @@ class Cluster:
                 self.standbys.append(standby)
                 standby.handle.wait_ready()
         else:
+            self._refuse_more_than_the_primary_serves()
             for _ in range(self.settings.standbys):
                 chained = self.settings.cascade and self.standbys
                 upstream = self.standbys[-1] if chained else self.primary
-                self.add_standby(upstream=upstream, slot=self.settings.slots)
+                self.add_standby(upstream=upstream, slot=self.settings.uses_slots)
             if self.settings.synchronous:
                 direct = [s.name for s in self.standbys if self._upstreams[s.name] is self.primary]
                 self._make_synchronous(self.primary, direct, self.settings.synchronous)
         self.primary.handle.wait_ready()
         return self
+
+    def _refuse_more_than_the_primary_serves(self) -> None:
+        """Before any standby is built: the primary's WAL senders (and slots) must be
+        enough for the standbys that stream from it directly. While the last one is cloned
+        the others stream, and its ``pg_basebackup`` (``-X stream``) holds two senders: n
+        direct standbys need n + 1. The check waits for the primary, so a Docker build no
+        longer makes its first standby's container while the primary initialises (~0.4 s).
+        A single standby without a slot, the common case, is not checked: two senders is
+        any primary's least (PostgreSQL's default is 10), and a primary set lower is named
+        by pg_basebackup itself."""
+        direct = 1 if self.settings.cascade else self.settings.standbys
+        slots = self.settings.uses_slots
+        if direct <= 1 and not slots:
+            return
+        self.primary.handle.wait_ready()
+        max_senders, busy, max_slots, taken = self.primary.execute(
+            "SELECT current_setting('max_wal_senders')::int,"
+            " (SELECT count(*) FROM pg_stat_replication)::int,"
+            " current_setting('max_replication_slots')::int,"
+            " (SELECT count(*) FROM pg_replication_slots)::int"
+        )[0]
+        shape = f"standbys={self.settings.standbys}" + (
+            ", cascade" if self.settings.cascade else ""
+        )
+        if direct + 1 > max_senders - busy:
+            in_use = f", {busy} in use" if busy else ""
+            raise TooManyStandbysError(
+                f"{shape}: {direct} standby(s) streaming from the primary need {direct + 1} "
+                "WAL senders (the last one's base backup takes a second), but the primary "
+                f"allows max_wal_senders={max_senders}{in_use}; no standby was built. Fix: at "
+                f"most {max(max_senders - busy - 1, 0)} standbys (or cascade=True), or a "
+                "primary with a larger max_wal_senders (postgresql.conf, then a restart)."
+            )
+        if slots and direct > max_slots - taken:
+            in_use = f", {taken} in use" if taken else ""
+            raise TooManyStandbysError(
+                f"{shape}, slots=True: {direct} standby(s) need a replication slot each on "
+                f"the primary, but it allows max_replication_slots={max_slots}{in_use}; no "
+                f"standby was built. Fix: at most {max(max_slots - taken, 0)} standbys, "
+                "slots=False, or a primary with a larger max_replication_slots "
+                "(postgresql.conf, then a restart)."
+            )
 
     def add_standby(
         self,

@@ -14,8 +14,15 @@ from .errors import ConfigurationError
 BACKENDS = ("auto", "local", "docker", "external")
 KEEP = ("never", "on-failure", "always")
 FRESH = ("auto", "snapshot", "rebuild")
+#: documented: the procedure as written (trust lines, the seed's passwords where a lab
+#: user expects them); hardened: the same steps given scram-sha-256, random passwords in
+#: a 0600 passfile, a slot per standby (docs/profiles.md)
+PROFILES = ("documented", "hardened")
 DEFAULT_IMAGE = "postgres:17"
 DEFAULT_TIMEOUT = 60.0
+#: The shortest bound accepted: below a second, the steps of a build (a server start, a
+#: base backup) time out by construction, deep inside a script or a subprocess.
+MIN_TIMEOUT = 1.0
 #: Settings that hold one value per standby: repeatable options, comma lists elsewhere.
 LIST_SETTINGS = ("standby_dsn", "standby_data_dir", "standby_container")
 # A comma separates two DSNs only where the next one starts (a URI, or a key=value):
@@ -56,8 +63,15 @@ class Settings:
     slots: bool = False
     synchronous: str | None = None
     fresh: str = "auto"
+    profile: str = "documented"
 
     def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ConfigurationError(
+                f"unknown profile {self.profile!r}. Fix: --pgstandby-profile / "
+                f"PGSTANDBY_PROFILE / ini pgstandby_profile takes one of {', '.join(PROFILES)} "
+                "(docs/profiles.md)."
+            )
         if self.backend not in BACKENDS:
             raise ConfigurationError(
                 f"unknown backend {self.backend!r}. Fix: --pgstandby-backend / "
@@ -83,6 +97,12 @@ class Settings:
             raise ConfigurationError(
                 f"timeout={self.timeout}: must be a positive number of seconds. "
                 "Fix: --pgstandby-timeout 60."
+            )
+        if self.timeout < MIN_TIMEOUT:
+            raise ConfigurationError(
+                f"timeout={self.timeout:g}: too short to bound any step of a build (a "
+                f"server start alone takes longer); the least is {MIN_TIMEOUT:g} s. Fix: "
+                "--pgstandby-timeout 60 (the default), or any value from 1 up."
             )
         if self.synchronous is not None and not _SYNC_METHOD.fullmatch(self.synchronous):
             raise ConfigurationError(
@@ -128,6 +148,15 @@ class Settings:
     def external(self) -> bool:
         """Whether the servers already run (given by DSN) rather than being built here."""
         return self.primary_dsn is not None
+
+    @property
+    def hardened(self) -> bool:
+        return self.profile == "hardened"
+
+    @property
+    def uses_slots(self) -> bool:
+        """A slot per standby: asked for, or part of the hardened profile."""
+        return self.slots or self.hardened
 
     @property
     def standby_count(self) -> int:

@@ -50,3 +50,30 @@ class NotOwnedError(PgStandbyError):
 
 class UnsupportedError(PgStandbyError):
     """A backend cannot do what was asked; the message says which, why, and what to use."""
+
+
+class UnsupportedVersionError(BinariesNotFoundError):
+    """The PostgreSQL found is older than the procedure supports (12: ``standby.signal``)."""
+
+
+class TooManyStandbysError(ConfigurationError):
+    """More standbys were asked for than the primary can serve (``max_wal_senders``,
+    ``max_replication_slots``); refused before any standby is built."""
+
+
+class ImageIncompleteError(SetupFailedError):
+    """The image lacks a program the documented procedure runs (``pg_basebackup``, say)."""
+
+
+class ReplicationAuthError(SetupFailedError):
+    """The standby's ``pg_basebackup`` could not log in to its upstream as the replication
+    user: the password (or pg_hba.conf) does not match what setup-primary.sh made."""
+
+
+class BaseBackupError(SetupFailedError):
+    """The standby's ``pg_basebackup`` failed for another reason it states (too few WAL
+    senders on the upstream, say)."""
+
+
+class PrimaryNotReadyError(WaitTimeoutError):
+    """A standby's upstream never accepted connections within the bound."""

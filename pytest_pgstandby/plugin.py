@@ -4,6 +4,8 @@ test's report."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Generator, Iterator
 from dataclasses import fields
 
@@ -38,6 +40,8 @@ _HELP = {
     "cascade": "chain the standbys: each streams from the one before (default false)",
     "slots": "give each standby a physical replication slot on its upstream (default false)",
     "synchronous": "make the primary's standbys synchronous: 'FIRST n' or 'ANY n'",
+    "profile": "documented (the procedure as written, trust lines included) or hardened "
+    "(scram-sha-256, random passwords in a 0600 passfile, a slot per standby)",
     "fresh": "function-scoped factory clusters: auto|snapshot|rebuild (default auto: a copy "
     "of a per-session snapshot on the local backend)",
 }
@@ -71,6 +75,26 @@ def pytest_configure(config: pytest.Config) -> None:
     except PgStandbyError as exc:
         raise pytest.UsageError(f"pytest-pgstandby: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    _terminate_like_an_interrupt(config)
+
+
+def _terminate_like_an_interrupt(config: pytest.Config) -> None:
+    """SIGTERM (a CI cancel, `timeout`) ends the session as Ctrl-C does: fixtures tear
+    down and every server goes. Only where nobody installed a handler of their own."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    config.add_cleanup(restore)
     config.stash[LIVE_KEY] = {}
 
 

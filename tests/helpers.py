@@ -19,6 +19,20 @@ def wait_for_child_file(path: Path, proc: subprocess.Popen[bytes], timeout: floa
     )
 
 
+def reapers_of(pid: int) -> list[int]:
+    """The reaper processes a process started (tests/ends.py shows them at work)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, NotADirectoryError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"backends.reaper" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 # A downstream project's test file: fixtures only, no import of the harness. Run against
 # servers the harness did not start (--pgstandby-primary-dsn ...), it must pass unchanged.
 EXTERNAL_DOWNSTREAM_TEST = """

@@ -8,9 +8,10 @@
 # workers, two terminals) are serialised with flock: one builds, the others wait and
 # then find the image cached.
 #
-# usage: build.sh [--pg MAJOR] [--tag TAG] [--force] [--rebuild-base]
+# usage: build.sh [--pg MAJOR] [--tag TAG] [--force] [--rebuild-base] [--check-args]
 # env:   PGSTANDBY_APT_MIRROR / PGSTANDBY_APT_SECURITY_MIRROR override the mirror read
-#        from the host's apt configuration; PGSTANDBY_IMAGE_LOCK overrides the lock file.
+#        from the host's apt configuration; PGSTANDBY_IMAGE_LOCK overrides the lock file;
+#        PGSTANDBY_PG_MAJORS lists the majors that mirror serves (default: bookworm's 15).
 set -e
 set -o pipefail
 
@@ -20,11 +21,14 @@ BASE_IMAGE="pgstandby/debian-base:$SUITE"
 LABEL="org.pgstandby.image=1"
 LOCK_FILE="${PGSTANDBY_IMAGE_LOCK:-/tmp/pgstandby-image-build.lock}"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+# the image installs postgresql-MAJOR from the $SUITE mirror: Debian bookworm ships 15 only
+PG_MAJORS="${PGSTANDBY_PG_MAJORS:-15}"
 
 PG_MAJOR=15
 TAG=""
 FORCE=0
 REBUILD_BASE=0
+CHECK_ARGS=0
 
 usage() {
     cat <<EOF
@@ -36,11 +40,14 @@ Debian $SUITE root filesystem debootstrapped from the host's apt mirror.
   --tag TAG        image tag (default pgstandby/postgres:MAJOR)
   --force          rebuild the image even if TAG exists
   --rebuild-base   also re-create $BASE_IMAGE (debootstrap again)
+  --check-args     judge the arguments and exit (0: a build would start); nothing else
 EOF
 }
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'build.sh: error: %s\n' "$*" >&2; exit 1; }
+# bad input: one line, exit 2, before any apt, debootstrap or docker work
+refuse() { printf 'build.sh: error: %s\n' "$*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -50,14 +57,20 @@ while [ $# -gt 0 ]; do
         --tag=*) TAG="${1#--tag=}"; shift ;;
         --force) FORCE=1; shift ;;
         --rebuild-base) REBUILD_BASE=1; FORCE=1; shift ;;
+        --check-args) CHECK_ARGS=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
 case "$PG_MAJOR" in
-    ''|*[!0-9]*) die "--pg must be a major version number, got '$PG_MAJOR'" ;;
+    ''|*[!0-9]*) refuse "--pg must be a major version number, got '$PG_MAJOR'" ;;
+esac
+case " $PG_MAJORS " in
+    *" $PG_MAJOR "*) ;;
+    *) refuse "--pg $PG_MAJOR: postgresql-$PG_MAJOR is not on the image's apt mirror (for Debian $SUITE it serves PostgreSQL $PG_MAJORS); nothing was downloaded or built. Fix: --pg ${PG_MAJORS%% *}, or PGSTANDBY_PG_MAJORS=\"$PG_MAJORS $PG_MAJOR\" if PGSTANDBY_APT_MIRROR serves postgresql-$PG_MAJOR for $SUITE." ;;
 esac
 TAG="${TAG:-pgstandby/postgres:$PG_MAJOR}"
+[ "$CHECK_ARGS" = 0 ] || exit 0
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # The recipe: a digest of the files the image is built from, stored as a label. A cached

@@ -30,6 +30,28 @@ Role = Literal["primary", "standby"]
 REPLICATION_USER = "replicator"
 REPLICATION_PASSWORD = "replicator_password"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# The hardened profile's values for the same script steps (docs/profiles.md): the method
+# of every line the scripts write, and the password in a passfile rather than in
+# primary_conninfo (set but empty, POSTGRES_REPLICATION_PASSWORD lets libpq read it).
+HARDENED_METHOD = "scram-sha-256"
+HARDENED_PRIMARY_VALUES = {"PGSTANDBY_REPLICATION_AUTH_METHOD": HARDENED_METHOD}
+
+
+def hardened_standby_values(passfile: str) -> dict[str, str]:
+    return {
+        "POSTGRES_REPLICATION_PASSWORD": "",
+        "PGPASSFILE": passfile,
+        "PGSTANDBY_STANDBY_AUTH_METHOD": HARDENED_METHOD,
+    }
+
+
+def passfile_line(user: str, password: str) -> str:
+    """A ~/.pgpass line for ``user`` on any host, port and database."""
+
+    def escaped(value: str) -> str:
+        return value.replace("\\", "\\\\").replace(":", "\\:")
+
+    return f"*:*:*:{escaped(user)}:{escaped(password)}\n"
 
 
 def pid_alive(pid: int) -> bool:
@@ -41,6 +63,33 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_start(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot, /proc/<pid>/stat field 22): with
+    the pid, what tells a process from a later one that reused its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_stamp(pid: int | None = None) -> str:
+    """What an owner mark holds: the owning process's pid and start time."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid} {process_start(pid) or ''}".strip() + "\n"
+
+
+def owner_alive(stamp: str) -> bool:
+    """Whether the process a mark names still runs: the same pid *and* start time."""
+    parts = stamp.split()
+    pid = int(parts[0])
+    if pid <= 0:
+        return True  # no owner named: nothing proves it dead, so it is left alone
+    if not pid_alive(pid):
+        return False
+    return len(parts) < 2 or process_start(pid) == parts[1]
 
 
 def wait_accepting(
@@ -226,6 +275,8 @@ class Backend(Protocol):
     connections. Call ``wait_ready()`` on a handle before using it on its own."""
 
     name: str
+    #: what POSTGRES_REPLICATION_PASSWORD the scripts ran with ("" when not known)
+    replication_password: str
 
     def describe(self) -> str: ...
     def create_primary(self, name: str) -> NodeHandle: ...

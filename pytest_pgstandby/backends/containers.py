@@ -26,12 +26,13 @@ from ..errors import (
     SetupFailedError,
     WaitTimeoutError,
 )
-from .base import PeerAddress, Reach, pid_alive
+from .base import PeerAddress, Reach, owner_alive
 
 log = logging.getLogger(__name__)
 
 LABEL = "org.pgstandby"
 LABEL_OWNER_PID = "org.pgstandby.owner-pid"
+LABEL_OWNER_START = "org.pgstandby.owner-start"  # with the pid, proves the owner is gone
 LABEL_OWNER_HOST = "org.pgstandby.owner-host"
 LABEL_CLUSTER = "org.pgstandby.cluster"
 
@@ -105,6 +106,10 @@ def remove_network(network: Any, timeout: float) -> bool:
         return False
 
 
+def _stamp(labels: dict[str, str]) -> str:
+    return f"{labels.get(LABEL_OWNER_PID, '0')} {labels.get(LABEL_OWNER_START, '')}"
+
+
 def sweep_leftovers(client: docker.DockerClient) -> int:
     """Remove our labelled containers and networks whose owning process (on this host)
     is gone, e.g. after a pytest killed with SIGKILL. Returns how many were removed."""
@@ -114,10 +119,10 @@ def sweep_leftovers(client: docker.DockerClient) -> int:
     # ignore_removed: a container that goes between the list and its inspect (another
     # worker's teardown) is not an error here
     for container in client.containers.list(all=True, filters=mine, ignore_removed=True):
-        if not pid_alive(int(container.labels.get(LABEL_OWNER_PID, "0"))):
+        if not owner_alive(_stamp(container.labels)):
             removed += _remove(container, force=True, v=True)
     for network in client.networks.list(filters=mine):
-        if not pid_alive(int(network.attrs.get("Labels", {}).get(LABEL_OWNER_PID, "0"))):
+        if not owner_alive(_stamp(network.attrs.get("Labels") or {})):
             # its containers may still be going (another session's sweep): wait a little
             removed += remove_network(network, timeout=10)
     if removed:

@@ -16,56 +16,63 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
 import socket
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
 import docker.errors
-from psycopg.conninfo import make_conninfo
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from .._wait import poll_until
-from ..errors import ImageMissingError, SetupFailedError, UnsupportedError
+from ..errors import ImageMissingError
 from ..labfiles import lab_file
+from . import reaper
 from .base import (
+    HARDENED_PRIMARY_VALUES,
     RELAY,
     REPLICATION_PASSWORD,
     REPLICATION_USER,
     Credentials,
     NodeHandle,
-    OwnedHandle,
-    PeerAddress,
-    Reach,
-    Role,
-    StopMode,
-    wait_accepting,
+    hardened_standby_values,
+    owner_stamp,
+    passfile_line,
 )
 from .containers import (
     LABEL,
     LABEL_CLUSTER,
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
-    ContainerFiles,
-    ContainerRelay,
+    LABEL_OWNER_START,
     availability,
     connect_docker,
-    container_address,
-    published_port,
     refuse_clash,
     remove_network,
     sweep_leftovers,
+)
+from .docker_node import (
+    PGDATA,
+    PRIMARY_ALIAS,
+    PRIMARY_INIT,
+    PRIMARY_INIT_IN_CONTAINER,
+    RELAY_IN_CONTAINER,
+    STANDBY_ALIAS,
+    SUPERVISOR,
+    SUPERVISOR_IN_CONTAINER,
+    TEMPLATE_LABEL,
+    DockerNode,
 )
 
 __all__ = [
     "LABEL",
     "LABEL_CLUSTER",
+    "PASSFILE_IN_CONTAINER",
+    "PGDATA",
+    "PRIMARY_ALIAS",
+    "STANDBY_ALIAS",
     "DockerBackend",
     "DockerNode",
     "availability",
@@ -75,248 +82,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PGDATA = "/var/lib/postgresql/data"  # pinned: postgres:18 moved its default
-PRIMARY_ALIAS = "postgres-primary-lab"
-STANDBY_ALIAS = "postgres-standby-lab"
-RELAY_IN_CONTAINER = "/pgstandby-relay.pl"
-SUPERVISOR = Path(__file__).with_name("supervisor.sh")
-KEEP_FLAG = "/tmp/pgstandby-keep"  # supervisor.sh: from now on, keep the container up
-SUPERVISOR_IN_CONTAINER = "/pgstandby-supervisor.sh"
-PRIMARY_INIT = Path(__file__).with_name("primary-init.sh")
-PRIMARY_INIT_IN_CONTAINER = "/pgstandby-primary-init.sh"
-TEMPLATE_LABEL = "org.pgstandby.template"  # lab/image/Dockerfile: an initdb made at build
-RELAY_PORT = "15432"  # on the container's own 127.0.0.1
-_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
-_SETUP_END = {
-    "primary": "PostgreSQL init process complete; ready for start up.",
-    "standby": "Starting standby server...",
-}
-
-
-@dataclass
-class DockerNode(OwnedHandle):
-    """One PostgreSQL container."""
-
-    backend: DockerBackend
-    name: str
-    role: Role
-    alias: str  # its name inside the cluster's network
-    tc: Any  # testcontainers DockerContainer (use .container: it waits for a start under way)
-    credentials: Credentials
-    host: str = "127.0.0.1"
-    data_dir: str = PGDATA
-    upstream: DockerNode | None = None  # a standby's upstream: if it dies, stop waiting
-    relay: ContainerRelay | None = None
-    _port: int | None = field(default=None, repr=False)
-    _kept: bool = field(default=False, repr=False)
-    _starting: Future[None] | None = field(default=None, repr=False)
-    _keeping: Future[Any] | None = field(default=None, repr=False)
-
-    @property
-    def container(self) -> Any:
-        """The testcontainers container, once its start (maybe in another thread) is done;
-        a failed start raises here."""
-        if self._starting is not None:
-            starting, self._starting = self._starting, None
-            starting.result()
-        return self.tc
-
-    def __post_init__(self) -> None:
-        self.files = ContainerFiles(
-            self.backend.container_name(self.name),
-            lambda argv: tuple(self.container.exec(argv)),
-            lambda: self.data_dir,
-        )
-
-    @property
-    def wrapped(self) -> Any:
-        return self.container.get_wrapped_container()
-
-    @property
-    def port(self) -> int:
-        """The host port published on 127.0.0.1 (docker may pick a new one at each start)."""
-        if self._port is None:
-            self.container.reload()
-            self._port = published_port(self.wrapped, self.name)
-        return self._port
-
-    @property
-    def dsn(self) -> str:
-        c = self.credentials
-        return make_conninfo(
-            host=self.host, port=self.port, user=c.user, password=c.password, dbname=c.dbname
-        )
-
-    def container_name(self) -> str | None:
-        return self.backend.container_name(self.name)
-
-    def file_location(self, relpath: str = "") -> str:
-        return self.files.location(relpath)
-
-    def peer_address(self, peer: NodeHandle) -> PeerAddress:
-        theirs = peer.container_name()
-        peer_node = self.backend.node_by_container(theirs) if theirs else None
-        peer_container = peer_node.wrapped if peer_node else None
-        return container_address(self.wrapped, peer_container, str(self.port))
-
-    def status(self) -> str:
-        self.container.reload()
-        return str(self.container.status)
-
-    def is_running(self) -> bool:
-        """The container runs, and so does the postmaster (the container outlives its
-        server: see supervisor.sh)."""
-        if self.status() != "running":
-            return False
-        return self._postmaster("kill -0") == 0
-
-    def _postmaster(self, command: str) -> int:
-        """Run ``command "$pid"`` on the postmaster inside the container (bash's kill
-        builtin: images need not have procps); its exit code, 1 without a postmaster."""
-        script = f'pid=$(head -n 1 "$PGDATA/postmaster.pid" 2>/dev/null) && {command} "$pid"'
-        code, _ = self.container.exec(["bash", "-c", script])
-        return int(code)
-
-    def wait_ready(self) -> None:
-        def exited() -> str | None:
-            for node in filter(None, (self, self.upstream)):
-                state = node.status()
-                if state not in ("running", "created"):
-                    return f"the container of {node.name} is {state}"
-            return None
-
-        wait_accepting(
-            lambda: self.dsn,
-            what=f"{self.name} ({self.container_name()}) to accept connections",
-            timeout=self.backend.timeout,
-            log=self.all_output,
-            abort=exited,
-        )
-        if not self._kept:
-            # ready once: keep its data from now on. A docker exec costs ~70 ms, so it runs
-            # beside the caller; whatever stops the server waits for it first (_kept_flag).
-            self._keeping = self.backend._pool.submit(self.tc.exec, ["touch", KEEP_FLAG])
-            self._kept = True
-
-    def _kept_flag(self) -> None:
-        if self._keeping is not None:
-            keeping, self._keeping = self._keeping, None
-            code, out = keeping.result()
-            if code != 0:
-                raise SetupFailedError(f"could not mark {self.name} to be kept: {out!r}")
-
-    def all_output(self) -> str:
-        return bytes(self.wrapped.logs(stdout=True, stderr=True)).decode(errors="replace")
-
-    def _split(self) -> tuple[str, str]:
-        text = self.all_output()
-        marker = _SETUP_END[self.role]
-        cut = text.rfind(marker)
-        if cut < 0:
-            return text, ""
-        cut += len(marker)
-        return text[:cut], text[cut:].lstrip("\n")
-
-    def setup_output(self) -> str:
-        return self._split()[0]
-
-    def log(self) -> str:
-        return self._split()[1]
-
-    def read_file(self, relpath: str) -> str:
-        return self.files.read(relpath)
-
-    def exists(self, relpath: str) -> bool:
-        return self.files.exists(relpath)
-
-    def reach(self, host: str, port: int) -> Reach:
-        return self.files.reach(host, port)
-
-    def _wait_exited(self, timeout: float, what: str) -> None:
-        poll_until(
-            lambda: self.status() in ("exited", "dead"),
-            what=f"{self.name} to stop after {what}",
-            timeout=timeout,
-            log=self.log,
-        )
-
-    def stop(self, mode: StopMode = "fast", timeout: float = 60.0) -> None:
-        """Stop the server. The container stays up with its data (a tmpfs), so that
-        start() runs the server again on the same data and settings."""
-        if not self.is_running():
-            return
-        self._kept_flag()
-        self._postmaster(f"kill -{_SIGNALS[mode].name.removeprefix('SIG')}")
-        self._wait_down(timeout, f"a {mode} shutdown")
-
-    def _wait_down(self, timeout: float, what: str) -> None:
-        poll_until(
-            lambda: not self.is_running(),
-            what=f"{self.name}'s server to stop after {what}",
-            timeout=timeout,
-            log=self.log,
-        )
-
-    def start(self) -> None:
-        """Start the server again on its data: the container's supervisor gets SIGUSR1
-        (a stopped container, which has lost its data, is started anew)."""
-        if self.is_running():
-            return
-        if self.status() == "running":
-            self.container.exec(["bash", "-c", "kill -USR1 1"])
-        else:
-            self._port = None
-            self.wrapped.start()  # testcontainers' start() would create a new container
-        self.wait_ready()
-
-    def reclone(self) -> None:
-        """A container restart: setup-standby.sh runs again, empties the data directory
-        and takes a new base backup (the seed's own restart)."""
-        if self.role != "standby":
-            raise UnsupportedError(f"reclone() rebuilds a standby; {self.name} is the primary")
-        self._kept_flag()
-        if self.status() == "running":
-            self.wrapped.kill(signal=signal.SIGINT)
-            self._wait_exited(self.backend.timeout, "a container stop")
-        self._port = None
-        self._kept = False
-        self.wrapped.start()
-        self.wait_ready()
-
-    def kill(self) -> None:
-        """SIGKILL of the postmaster, as a crash; the container and its data stay."""
-        if not self.is_running():
-            return
-        self._kept_flag()
-        self._postmaster("kill -KILL")
-        self._wait_down(30, "SIGKILL")
-
-    def pause(self) -> None:
-        """``docker pause``: the cgroup freezer stops every process of the container."""
-        self.wrapped.pause()
-
-    def resume(self) -> None:
-        self.wrapped.unpause()
-
-    def open_relay(self, host: str, port: str) -> tuple[str, str]:
-        """The relay runs inside this container (mounted at creation), started by a
-        detached ``docker exec`` so that it is no child of the postmaster."""
-        if self.relay is None:
-            self.relay = ContainerRelay(self.wrapped, self.container_name() or self.name)
-            self.relay.open(["perl", RELAY_IN_CONTAINER, RELAY_PORT, host, port])
-        return "127.0.0.1", RELAY_PORT
-
-    def cut_relay(self) -> None:
-        assert self.relay is not None, "open_relay() first"
-        self.relay.signal("STOP")
-
-    def mend_relay(self) -> None:
-        if self.relay is not None:
-            self.relay.signal("CONT")
-
-    def remove(self) -> None:
-        """Remove the container and its anonymous volumes (testcontainers' stop)."""
-        self.container.stop(force=True, delete_volume=True)
+PASSFILE_IN_CONTAINER = "/var/lib/postgresql/pgstandby.pgpass"  # postgres's home, not PGDATA
 
 
 class DockerBackend:
@@ -324,8 +90,15 @@ class DockerBackend:
 
     name = "docker"
 
-    def __init__(self, image: str, timeout: float = 60.0, cluster_name: str | None = None) -> None:
+    def __init__(
+        self,
+        image: str,
+        timeout: float = 60.0,
+        cluster_name: str | None = None,
+        hardened: bool = False,
+    ) -> None:
         self.image = image
+        self.hardened = hardened
         self.timeout = timeout
         self.client = connect_docker()
         try:
@@ -346,6 +119,7 @@ class DockerBackend:
         self.labels = {
             LABEL: "1",
             LABEL_OWNER_PID: str(os.getpid()),
+            LABEL_OWNER_START: owner_stamp().split()[-1],  # tells it from a reused pid
             LABEL_OWNER_HOST: socket.gethostname(),
             LABEL_CLUSTER: self.cluster,
         }
@@ -354,8 +128,13 @@ class DockerBackend:
         self.network = Network(docker_network_kw={"labels": dict(self.labels)})
         self.network.name = f"pgstandby-{self.cluster}"
         self.network.create()
+        # killed before close(), even by SIGKILL: the reaper removes them within seconds
+        self._labelled = (f"{LABEL_CLUSTER}={self.cluster}", f"{LABEL_OWNER_PID}={os.getpid()}")
+        reaper.watch_docker(*self._labelled)
         self.nodes: list[DockerNode] = []
         self.superuser_password = secrets.token_urlsafe(16)
+        # the seed's in the documented profile (the lab's users expect it), random hardened
+        self.replication_password = secrets.token_hex(16) if hardened else REPLICATION_PASSWORD
         self.template = labels.get(TEMPLATE_LABEL)  # None: the image's own initdb runs
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pgstandby-start")
 
@@ -383,7 +162,7 @@ class DockerBackend:
                 PGDATA=PGDATA,
                 POSTGRES_PASSWORD=self.superuser_password,
                 POSTGRES_REPLICATION_USER=REPLICATION_USER,
-                POSTGRES_REPLICATION_PASSWORD=REPLICATION_PASSWORD,
+                POSTGRES_REPLICATION_PASSWORD=self.replication_password,
             )
             .with_kwargs(labels=dict(self.labels))
         )
@@ -391,6 +170,21 @@ class DockerBackend:
         # testcontainers' with_bind_ports cannot take an address.
         container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
         return container
+
+    def _with_passfile(self, container: Any) -> Any:
+        """The hardened standby: the replication password in a 0600 passfile of the
+        server's account (written before the script, from a variable then unset), and
+        the script given an empty password, so that libpq reads the file and -R writes
+        passfile= rather than the password."""
+        line = passfile_line(REPLICATION_USER, self.replication_password).strip()
+        write = (
+            'umask 077 && printf "%s\\n" "$PGSTANDBY_PASSFILE_LINE" > "$PGPASSFILE" && '
+            'chown postgres: "$PGPASSFILE" && unset PGSTANDBY_PASSFILE_LINE && '
+            "exec bash /setup-standby.sh"
+        )
+        return container.with_envs(
+            PGSTANDBY_PASSFILE_LINE=line, **hardened_standby_values(PASSFILE_IN_CONTAINER)
+        ).with_kwargs(labels=dict(self.labels), entrypoint=["bash", "-c", write])
 
     def _start(self, node: DockerNode, wait: bool = True) -> DockerNode:
         self.nodes.append(node)
@@ -433,6 +227,8 @@ class DockerBackend:
             # checkpoint: unthrottled, a test server's few buffers take milliseconds
             .with_command("postgres -c checkpoint_completion_target=0")
         )
+        if self.hardened:
+            container = container.with_envs(**HARDENED_PRIMARY_VALUES)
         creds = Credentials(password=self.superuser_password)
         node = DockerNode(self, name, "primary", PRIMARY_ALIAS, container, creds)
         return self._start(node, wait=False)
@@ -477,6 +273,8 @@ class DockerBackend:
             .with_tmpfs_mount(PGDATA)
             .with_kwargs(labels=dict(self.labels), entrypoint=["bash", "/setup-standby.sh"])
         )
+        if self.hardened:
+            container = self._with_passfile(container)
         creds = Credentials(password=self.superuser_password)
         return self._start(DockerNode(self, name, "standby", alias, container, creds, upstream=up))
 
@@ -487,13 +285,19 @@ class DockerBackend:
         self._pool.shutdown()
         if keep:
             log.warning("keeping containers of cluster %s for inspection", self.cluster)
-            return
-        for node in reversed(self.nodes):
-            try:
-                node.remove()
-            except docker.errors.NotFound:
-                pass
-            except Exception as exc:
-                log.warning("could not remove %s: %s", node.name, exc)
-        remove_network(self.network, timeout=60)
+        else:
+            for node in reversed(self.nodes):
+                try:
+                    node.remove()
+                except docker.errors.NotFound:
+                    pass
+                except Exception as exc:
+                    log.warning("could not remove %s: %s", node.name, exc)
+            remove_network(self.network, timeout=60)
+        reaper.release_docker(self._labelled[0])
+        # testcontainers gives every container and network a docker-py client of its own:
+        # closed here, or each cluster would hold ~15 sockets until a garbage collection
+        for made in [*(n.tc for n in self.nodes), self.network]:
+            with contextlib.suppress(Exception):
+                made._docker.client.close()
         self.client.close()

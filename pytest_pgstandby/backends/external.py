@@ -316,6 +316,7 @@ class ExternalBackend:
     """Hands out the servers it was given, in order; starts and deletes nothing."""
 
     name = "external"
+    replication_password = ""  # the servers were built elsewhere
 
     def __init__(self, primary: Server, standbys: Sequence[Server], timeout: float = 60.0) -> None:
         self.primary = primary

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -23,10 +24,10 @@ from .. import binaries as binaries_mod
 from ..binaries import Binaries
 from ..errors import SetupFailedError, UnsafeDataDirError, UnsupportedError, WaitTimeoutError
 from ..labfiles import lab_file
+from . import reaper
 from .accounts import binaries_for, reachable_by, run_account
 from .base import (
-    RELAY,
-    REPLICATION_PASSWORD,
+    HARDENED_PRIMARY_VALUES,
     REPLICATION_USER,
     Credentials,
     NodeHandle,
@@ -36,6 +37,9 @@ from .base import (
     Role,
     StopMode,
     dsn_address,
+    hardened_standby_values,
+    owner_stamp,
+    passfile_line,
     reach_here,
     wait_accepting,
 )
@@ -46,9 +50,10 @@ from .sessions import (
     kill_and_reap,
     processes_under,
     reserve_port,
+    start_relay,
     sweep_leftovers,
 )
-from .template import copy_template, template
+from .template import copy_template, run_as, set_password, template
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +161,7 @@ class LocalNode(OwnedHandle):
             return None
 
         wait_accepting(
-            lambda: self.backend.dsn_for(self),
+            lambda: self.backend.socket_dsn(self),
             what=f"{self.name} to accept connections on 127.0.0.1:{self.port}",
             timeout=timeout or self.backend.timeout,
             log=self.log_and_setup,
@@ -219,26 +224,7 @@ class LocalNode(OwnedHandle):
         """The relay runs on this machine, in the session directory (so that teardown and
         the sweep of a dead session find it like the servers)."""
         if self.relay is None:
-            perl = shutil.which("perl")
-            if perl is None:
-                raise UnsupportedError(
-                    f"partition() of {self.name} is not supported by the local backend here: "
-                    "its relay is a perl script and no perl is on PATH. Fix: install perl "
-                    "(Debian: perl-base), or use the docker backend."
-                )
-            relay = subprocess.Popen(
-                [perl, str(RELAY), "0", host, port],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                cwd=self.backend.root,
-                start_new_session=True,
-            )
-            assert relay.stdout is not None
-            line = relay.stdout.readline().decode().split()  # printed once it listens
-            if len(line) != 2:
-                relay.kill()
-                raise SetupFailedError(f"the relay of {self.name} did not start: {line}")
-            self.relay, self.relay_port = relay, line[0]
+            self.relay, self.relay_port = start_relay(self.backend.root, host, port, self.name)
         return "127.0.0.1", self.relay_port
 
     def cut_relay(self) -> None:
@@ -283,19 +269,33 @@ class LocalBackend:
     name = "local"
 
     def __init__(
-        self, pg_bin: str | None = None, timeout: float = 60.0, base: Path | None = None
+        self,
+        pg_bin: str | None = None,
+        timeout: float = 60.0,
+        base: Path | None = None,
+        hardened: bool = False,
     ) -> None:
         self.timeout = timeout
+        self.hardened = hardened
         self.account = run_account()
+        self.uids = {os.geteuid(), self.account.uid}  # the only accounts it ever signals
         found = binaries_mod.find(pg_bin)
         self.base = base or default_base()
         self.root = self._make_root()
         self.nodes: list[LocalNode] = []
         self.port_marks: list[Path] = []
+        # per cluster, never the seed's well-known value: any account on this machine
+        # reaches 127.0.0.1 (a snapshot's restore takes the snapshot's instead). Hex: a
+        # value pg_basebackup -R writes unquoted, as the seed's own password
+        self.superuser_password = secrets.token_hex(16)
+        self.replication_password = secrets.token_hex(16)
         try:
-            (self.root / OWNER_MARK).write_text(f"{os.getpid()}\n")
+            (self.root / OWNER_MARK).write_text(owner_stamp())
+            # killed before close(), even by SIGKILL: the reaper removes it within seconds
+            reaper.watch_local(self.root, self.uids)
             self.account.chown(self.root)
-            self.socket_dir = self._own_dir("sock")
+            self.socket_dir = self._own_dir("sock")  # 0700: the trust lines' only door
+            self.passfile = self.socket_dir / "pgpass"  # read by the hardened standbys
             self.scripts = self._own_dir("lab")
             for script in ("setup-primary.sh", "setup-standby.sh"):
                 shutil.copy2(lab_file(script), self.scripts / script)
@@ -314,7 +314,7 @@ class LocalBackend:
                 "can traverse, such as /tmp, or unset it."
             )
         try:
-            sweep_leftovers(self.base)
+            sweep_leftovers(self.base, self.uids)
             return Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=self.base)).resolve()
         except PermissionError as exc:
             raise SetupFailedError(
@@ -344,6 +344,7 @@ class LocalBackend:
         """A port reserved for this session's lifetime (stop/start keep it)."""
         port, mark = reserve_port(self.base)
         self.port_marks.append(mark)
+        reaper.watch_file(mark)
         return port
 
     def adopt(self, name: str, role: Role, port: int, slot: str | None = None) -> LocalNode:
@@ -372,25 +373,16 @@ class LocalBackend:
 
     def dsn_for(self, node: LocalNode) -> str:
         c = node.credentials
-        return f"host=127.0.0.1 port={node.port} user={c.user} dbname={c.dbname}"
+        return (
+            f"host=127.0.0.1 port={node.port} user={c.user} password={self.superuser_password} "
+            f"dbname={c.dbname}"
+        )
 
-    def _run(self, argv: list[str], output: Path, env: dict[str, str]) -> None:
-        with open(output, "ab") as out:
-            result = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                env=env,
-                timeout=self.timeout,
-                **self.account.popen_kwargs(),
-            )
-        if result.returncode != 0:
-            raise SetupFailedError(
-                f"`{shlex.join(argv)}` exited with status {result.returncode}.\n"
-                f"  output ({output}):\n" + output.read_text(errors="replace")[-3000:]
-            )
+    def socket_dsn(self, node: LocalNode) -> str:
+        """Over the node's socket (local trust: only the servers' account and root reach
+        the 0700 directory): before the superuser has its password, and for readiness."""
+        c = node.credentials
+        return f"host={self.socket_dir} port={node.port} user={c.user} dbname={c.dbname}"
 
     def check_data_dir(self, data_dir: Path) -> Path:
         """Refuse any data directory the harness did not create under its own root:
@@ -413,19 +405,32 @@ class LocalBackend:
         with open(node.setup_path, "a") as out:
             out.write(line)
         node.start()
-        self._run(
+        set_password(self.socket_dsn(node), node.credentials.user, self.superuser_password)
+        run_as(
             ["/bin/bash", str(self.scripts / "setup-primary.sh")],
-            node.setup_path,
+            self.account,
             self.env(
                 PGPORT=str(node.port),
                 PGDATA=node.data_dir,
                 POSTGRES_USER="postgres",
                 POSTGRES_DB="postgres",
                 POSTGRES_REPLICATION_USER=REPLICATION_USER,
-                POSTGRES_REPLICATION_PASSWORD=REPLICATION_PASSWORD,
+                POSTGRES_REPLICATION_PASSWORD=self.replication_password,
+                **(HARDENED_PRIMARY_VALUES if self.hardened else {}),
             ),
+            self.timeout,
+            node.setup_path,
+            self.root,
         )
+        if self.hardened:
+            self._write_passfile()
         return node
+
+    def _write_passfile(self) -> None:
+        fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(passfile_line(REPLICATION_USER, self.replication_password))
+        self.account.chown(self.passfile)
 
     def create_standby(
         self,
@@ -451,26 +456,32 @@ class LocalBackend:
         start_command = (
             shlex.join(node.server_command()) + " >>" + shlex.quote(str(node.log_path)) + " 2>&1"
         )
-        return self.env(
+        values = dict(
             PGSTANDBY_PRIMARY_HOST="127.0.0.1",
             PGSTANDBY_PRIMARY_PORT=str(upstream_port),
             PGSTANDBY_DATA_DIR=node.data_dir,
             PGSTANDBY_POLL_INTERVAL="0.1",
             PGSTANDBY_START_COMMAND=start_command,
             POSTGRES_REPLICATION_USER=REPLICATION_USER,
-            POSTGRES_REPLICATION_PASSWORD=REPLICATION_PASSWORD,
+            POSTGRES_REPLICATION_PASSWORD=self.replication_password,
         )
+        if self.hardened:
+            values.update(hardened_standby_values(str(self.passfile)))
+        return self.env(**values)
 
     def close(self, keep: bool = False) -> None:
         if keep:
             log.warning("keeping %s and its servers for inspection", self.root)
-            return
-        for node in reversed(self.nodes):
-            node.stop_escalating()
-            if node.relay is not None:
-                node.relay.kill()
-                node.relay.wait()
-        kill_and_reap(self.root)
-        shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            for node in reversed(self.nodes):
+                node.stop_escalating()
+                if node.relay is not None:
+                    node.relay.kill()
+                    node.relay.wait()
+            kill_and_reap(self.root, uids=self.uids)
+            shutil.rmtree(self.root, ignore_errors=True)
+            for mark in self.port_marks:
+                mark.unlink(missing_ok=True)
+        reaper.release_local(self.root)
         for mark in self.port_marks:
-            mark.unlink(missing_ok=True)
+            reaper.release_file(mark)

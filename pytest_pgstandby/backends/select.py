@@ -41,14 +41,16 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
     if settings.backend == "docker":
         from .docker import DockerBackend
 
-        return DockerBackend(settings.image, settings.timeout), "asked for docker"
+        backend = DockerBackend(settings.image, settings.timeout, hardened=settings.hardened)
+        return backend, "asked for docker"
     if settings.backend == "auto":
         usable, why = docker_status(settings.image)
         if usable:
             from .docker import DockerBackend
 
-            return DockerBackend(settings.image, settings.timeout), f"auto: {why}"
+            backend = DockerBackend(settings.image, settings.timeout, hardened=settings.hardened)
+            return backend, f"auto: {why}"
         reason = f"auto: local, since {why}"
     else:
         reason = "asked for local"
-    return LocalBackend(settings.pg_bin, settings.timeout), reason
+    return LocalBackend(settings.pg_bin, settings.timeout, hardened=settings.hardened), reason

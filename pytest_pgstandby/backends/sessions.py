@@ -12,12 +12,14 @@ import os
 import shutil
 import signal
 import socket
+import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
 from .._wait import poll_until
-from ..errors import WaitTimeoutError
-from .base import pid_alive
+from ..errors import SetupFailedError, UnsupportedError, WaitTimeoutError
+from .base import RELAY, owner_alive, owner_stamp
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,21 @@ def processes_under(root: Path) -> list[int]:
     return found
 
 
-def kill_and_reap(root: Path, timeout: float = 10.0) -> None:
+def _uid_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def kill_and_reap(root: Path, timeout: float = 10.0, uids: set[int] | None = None) -> None:
+    """SIGKILL every process working under ``root`` (and wait until none is left); with
+    ``uids``, only processes of those accounts: never another user's."""
+
     def none_left() -> bool:
         pids = [p for p in processes_under(root) if p != os.getpid()]
+        if uids is not None:
+            pids = [p for p in pids if _uid_of(p) in uids]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -72,24 +86,41 @@ def kill_and_reap(root: Path, timeout: float = 10.0) -> None:
         log.warning("%s", exc)
 
 
-def sweep_leftovers(base: Path) -> list[Path]:
+def provably_ours(candidate: Path, uids: set[int]) -> str | None:
+    """The owner stamp of a session root the harness made, or None: a real directory (not
+    a symlink) and its owner mark (a regular file), both of an account in ``uids``, and
+    every entry of the directory too (nothing of another user's is inside)."""
+    try:
+        if not stat.S_ISDIR(candidate.lstat().st_mode) or candidate.lstat().st_uid not in uids:
+            return None
+        mark = (candidate / OWNER_MARK).lstat()
+        if not stat.S_ISREG(mark.st_mode) or mark.st_uid not in uids:
+            return None
+        if any(entry.lstat().st_uid not in uids for entry in candidate.iterdir()):
+            return None
+        text = (candidate / OWNER_MARK).read_text()
+        int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return text
+
+
+def sweep_leftovers(base: Path, uids: set[int] | None = None) -> list[Path]:
     """Remove session roots whose owning process is gone (a pytest killed with SIGKILL).
 
-    Only directories carrying our owner mark are touched.
+    Only what provably_ours() proves ours is touched (``uids``: this process's account
+    and the servers'), and only processes of those accounts are signalled.
     """
+    uids = uids or {os.geteuid()}
     removed = []
     for candidate in base.glob(ROOT_PREFIX + "*"):
-        mark = candidate / OWNER_MARK
-        try:
-            owner = int(mark.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+        stamp = provably_ours(candidate, uids)
+        if stamp is None or owner_alive(stamp):
             continue
-        if pid_alive(owner):
-            continue
-        kill_and_reap(candidate)
+        kill_and_reap(candidate, uids=uids)
         shutil.rmtree(candidate, ignore_errors=True)
         removed.append(candidate)
-        log.info("removed leftover %s of dead process %d", candidate, owner)
+        log.info("removed leftover %s of dead process %s", candidate, stamp.split()[0])
     return removed
 
 
@@ -115,10 +146,35 @@ def reserve_port(base: Path, attempts: int = 50) -> tuple[int, Path]:
             fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             with contextlib.suppress(OSError, ValueError):
-                if not pid_alive(int(mark.read_text().split()[0])):
+                if not owner_alive(mark.read_text()):
                     mark.unlink()  # its owner died: free again (next attempt may take it)
             continue
         with os.fdopen(fd, "w") as out:
-            out.write(f"{os.getpid()}\n")
+            out.write(owner_stamp())
         return port, mark
     raise OSError(f"no port could be reserved in {base} after {attempts} attempts")
+
+
+def start_relay(root: Path, host: str, port: str, who: str) -> tuple[subprocess.Popen[bytes], str]:
+    """relay.pl towards ``host:port`` on a free port of this machine, working in ``root``
+    (so that teardown and the sweep of a dead session find it like the servers)."""
+    perl = shutil.which("perl")
+    if perl is None:
+        raise UnsupportedError(
+            f"partition() of {who} is not supported by the local backend here: its relay "
+            "is a perl script and no perl is on PATH. Fix: install perl (Debian: "
+            "perl-base), or use the docker backend."
+        )
+    relay = subprocess.Popen(
+        [perl, str(RELAY), "0", host, port],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        cwd=root,
+        start_new_session=True,
+    )
+    assert relay.stdout is not None
+    line = relay.stdout.readline().decode().split()  # printed once it listens
+    if len(line) != 2:
+        relay.kill()
+        raise SetupFailedError(f"the relay of {who} did not start: {line}")
+    return relay, line[0]

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SetupFailedError
-from .base import Role
+from ..errors import SetupFailedError, WaitTimeoutError
+from .base import Role, owner_stamp
 from .local import LocalBackend, LocalNode
 from .sessions import OWNER_MARK, ROOT_PREFIX
 
@@ -45,6 +46,7 @@ class LocalSnapshot:
     root: Path
     nodes: tuple[SnapshotNode, ...]
     binaries: str  # the server binaries that wrote the files, which must read them again
+    passwords: tuple[str, str]  # superuser, replication: in the copied files already
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -55,7 +57,7 @@ def take(backend: LocalBackend, upstreams: dict[str, str]) -> LocalSnapshot:
     checkpoint), copy them, and start them again."""
     root = Path(tempfile.mkdtemp(prefix=SNAPSHOT_PREFIX, dir=backend.base))
     try:
-        (root / OWNER_MARK).write_text(f"{os.getpid()}\n")
+        (root / OWNER_MARK).write_text(owner_stamp())
         backend.account.chown(root)
         for node in backend.nodes:
             node.stop("fast")
@@ -71,7 +73,8 @@ def take(backend: LocalBackend, upstreams: dict[str, str]) -> LocalSnapshot:
     nodes = tuple(
         SnapshotNode(n.name, n.role, n.port, upstreams.get(n.name), n.slot) for n in backend.nodes
     )
-    return LocalSnapshot(root, nodes, backend.bins.describe())
+    passwords = (backend.superuser_password, backend.replication_password)
+    return LocalSnapshot(root, nodes, backend.bins.describe(), passwords)
 
 
 def restore(backend: LocalBackend, snapshot: LocalSnapshot) -> list[LocalNode]:
@@ -82,6 +85,7 @@ def restore(backend: LocalBackend, snapshot: LocalSnapshot) -> list[LocalNode]:
             f"the snapshot {snapshot.root} was written by {snapshot.binaries}, not by "
             f"{backend.bins.describe()}. Fix: restore it with the same --pgstandby-pg-bin."
         )
+    backend.superuser_password, backend.replication_password = snapshot.passwords
     copies = [
         _copy_start([str(snapshot.root / n.name)], backend.root, backend) for n in snapshot.nodes
     ]
@@ -147,7 +151,17 @@ def _copy_start(sources: list[str], into: Path, backend: LocalBackend) -> subpro
 
 
 def _copy_wait(copy: subprocess.Popen[str], backend: LocalBackend) -> None:
-    _, err = copy.communicate(timeout=backend.timeout)
+    try:
+        _, err = copy.communicate(timeout=backend.timeout)
+    except subprocess.TimeoutExpired:
+        copy.kill()
+        copy.wait()
+        argv = [str(a) for a in copy.args] if isinstance(copy.args, list) else [str(copy.args)]
+        raise WaitTimeoutError(
+            f"timed out after {backend.timeout:g}s waiting for `{shlex.join(argv)}` to "
+            "finish; it was killed. Fix: a larger --pgstandby-timeout, or a snapshot on a "
+            "faster filesystem (PGSTANDBY_TMPDIR)."
+        ) from None
     if copy.returncode != 0:
         raise SetupFailedError(f"`{copy.args!r}` failed: {err.strip()}")
 

@@ -5,24 +5,32 @@ workers share it) and copied for every primary. On a memory filesystem a copy ta
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from ..binaries import Binaries
-from ..errors import SetupFailedError
+from ..errors import SetupFailedError, WaitTimeoutError
 from .accounts import Account
 
 log = logging.getLogger(__name__)
 
 INITDB_OPTIONS = (
     "--username=postgres",
-    "--auth=trust",
+    # TCP only with a password: another account on this machine must not get in; the
+    # socket (trust) lives in a 0700 directory of the servers' account
+    "--auth-local=trust",
+    "--auth-host=scram-sha-256",
     "--encoding=UTF8",
     "--locale=C",
     "--no-sync",
@@ -30,23 +38,45 @@ INITDB_OPTIONS = (
 PREFIX = "pgstandby-template-"
 
 
-def _run(argv: list[str], account: Account, env: dict[str, str], timeout: float) -> str:
-    result = subprocess.run(
-        argv,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        cwd="/",
-        env=env,
-        timeout=timeout,
-        **account.popen_kwargs(),
-    )
+def run_as(
+    argv: list[str],
+    account: Account,
+    env: dict[str, str],
+    timeout: float,
+    output: Path | None = None,
+    cwd: Path | str = "/",
+) -> str:
+    """Run a step of a build as the servers' account, bounded by ``timeout``; its output
+    is appended to ``output`` (else returned). A step that exits non-zero or outlasts the
+    bound (it is killed) raises an error naming it, with its output's tail."""
+    with open(output, "ab") if output else contextlib.nullcontext() as out:
+        try:
+            result = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out or subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                timeout=timeout,
+                **account.popen_kwargs(),
+            )
+        except subprocess.TimeoutExpired as exc:
+            seen = output.read_bytes() if output else exc.output or b""
+            raise WaitTimeoutError(
+                f"timed out after {timeout:g}s waiting for `{shlex.join(argv)}` to finish; it "
+                "was killed. Fix: a larger --pgstandby-timeout (now "
+                f"{timeout:g}), or see why it hangs; its output so far:\n"
+                + seen.decode(errors="replace")[-3000:]
+            ) from None
+    text = output.read_text(errors="replace") if output else result.stdout.decode(errors="replace")
     if result.returncode != 0:
         raise SetupFailedError(
-            f"`{' '.join(argv)}` exited with status {result.returncode}:\n"
-            + (result.stdout + result.stderr)[-3000:]
+            f"`{shlex.join(argv)}` exited with status {result.returncode}.\n"
+            + (f"  output ({output}):\n" if output else "")
+            + text[-3000:]
         )
-    return str(result.stdout) + str(result.stderr)
+    return text
 
 
 def template(
@@ -67,7 +97,7 @@ def template(
         try:
             account.chown(staging)
             data = staging / "data"
-            out = _run(
+            out = run_as(
                 [bins.path("initdb"), "-D", str(data), *INITDB_OPTIONS], account, env, timeout
             )
             (staging / "initdb.out").write_text(out)
@@ -85,8 +115,17 @@ def copy_template(
 ) -> str:
     """A new data directory from the template, owned by ``account``. Returns a line for
     the node's setup output."""
-    _run(["cp", "-a", str(made / "data"), data_dir], account, env, timeout)
+    run_as(["cp", "-a", str(made / "data"), data_dir], account, env, timeout)
     return (
         f"initdb {' '.join(INITDB_OPTIONS)}: copied from the template {made} "
         "(made once per binaries, version and options)\n"
     )
+
+
+def set_password(conninfo: str, user: str, password: str) -> None:
+    """Give ``user`` its password over ``conninfo`` (the socket: TCP needs the password).
+    Sent as a statement, never on a command line that ``ps`` shows other accounts."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(password))
+        )

@@ -24,7 +24,7 @@ from pytest_pgstandby import (
     take_snapshot,
 )
 from pytest_pgstandby.backends.docker import LABEL, LABEL_CLUSTER, DockerBackend
-from tests.helpers import wait_for_child_file
+from tests.helpers import reapers_of, wait_for_child_file
 
 
 def _ours(client, cluster: str | None = None) -> tuple[list, list]:  # type: ignore[no-untyped-def]
@@ -138,6 +138,9 @@ def test_leftovers_of_a_killed_pytest_are_swept_at_the_next_start(
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
         cluster = wait_for_child_file(ready, proc, timeout=120)
+        # the sweep is the fallback for when the reaper is gone too: kill it first
+        for reaper in reapers_of(proc.pid):
+            os.kill(reaper, signal.SIGKILL)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         containers, networks = _ours(docker_client, cluster)

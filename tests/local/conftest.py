@@ -15,7 +15,7 @@ from pytest_pgstandby import Cluster, Settings, binaries, start_cluster
 from pytest_pgstandby.backends.accounts import binaries_for, run_account
 from pytest_pgstandby.backends.sessions import free_port
 
-LOCAL_PASSWORD = "replicator_password"  # what the local backend's standbys carry
+LOCAL_PASSWORD = "replicator_password"  # what the hand-built pair's standby carries
 
 
 @pytest.fixture(scope="module")

@@ -35,8 +35,6 @@ from pytest_pgstandby.assertions import (
 from pytest_pgstandby.backends.sessions import free_port
 from tests.docs import assert_documented
 
-LOCAL_PASSWORD = "replicator_password"  # what the local backend's standbys carry
-
 
 @pytest.fixture
 def fresh(pgstandby_settings: Settings) -> Iterator[Cluster]:
@@ -203,7 +201,7 @@ def test_primary_conninfo_with_a_wrong_port_and_a_password(fresh: Cluster) -> No
 
     for message in messages:
         assert secret not in message and "S3cr3t" not in message
-        assert LOCAL_PASSWORD not in message
+        assert fresh.backend.replication_password not in message  # the standby's conninfo
         assert "password=********" in message or "password" not in message
 
 

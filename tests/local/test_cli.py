@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from pytest_pgstandby import Cluster, Settings, start_cluster
 from pytest_pgstandby.backends.local import processes_under
@@ -84,16 +85,25 @@ def test_pair_holds_a_local_pair_until_interrupted_then_removes_it() -> None:
     assert processes_under(data_dir.parent) == []
 
 
-def test_pair_refuses_zero_standbys_before_starting_anything() -> None:
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_pair_refuses_no_standbys_in_its_own_words_before_starting_anything(
+    count: str, tmp_path: Path
+) -> None:
+    (tmp_path / "precious.txt").write_text("keep")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest_pgstandby.cli", "pair", "--standbys", "0"],
+        [sys.executable, "-m", "pytest_pgstandby.cli", "pair", "--standbys", count],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "PGSTANDBY_TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 2
-    assert "standbys=0: a cluster needs at least one standby" in result.stderr
+    assert result.stderr == (
+        f"pgstandby: error: standbys={count}: a cluster needs at least one standby. "
+        "Fix: --standbys 1 or more.\n"
+    )
     assert "pair is up" not in result.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["precious.txt"]
 
 
 def test_check_misuse_gets_one_line_in_the_clis_words(pgstandby_settings: Settings) -> None:

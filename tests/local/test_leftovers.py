@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 from pytest_pgstandby.backends.local import OWNER_MARK, LocalBackend, processes_under
-from tests.helpers import wait_for_child_file
+from tests.helpers import reapers_of, wait_for_child_file
 
 
 def test_leftovers_of_a_killed_process_are_swept(tmp_path: Path) -> None:
@@ -37,6 +37,10 @@ def test_leftovers_of_a_killed_process_are_swept(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", child])
     try:
         root = Path(wait_for_child_file(ready, proc))
+        # the sweep is the fallback for when the reaper is gone too (an OOM kill of both,
+        # a container torn down): kill it first, or it would clean up at once
+        for reaper in reapers_of(proc.pid):
+            os.kill(reaper, signal.SIGKILL)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert (root / OWNER_MARK).exists() and processes_under(root), "nothing was left?"

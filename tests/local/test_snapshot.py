@@ -54,7 +54,7 @@ def test_a_restored_pair_streams_and_passes_every_assertion_helper(
         conf = standby.read_file("postgresql.conf").rstrip().splitlines()[-1]
         assert conf == (
             f"primary_conninfo = 'host=127.0.0.1 port={primary.port} user=replicator "
-            "password=replicator_password'"
+            f"password={built.backend.replication_password}'"
         )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_pgstandby.backends.accounts import run_account
 from pytest_pgstandby.backends.local import processes_under, sweep_leftovers
 
 DOWNSTREAM_TEST = """
@@ -79,16 +80,34 @@ def test_header_names_the_binaries_and_the_backend(pytester: pytest.Pytester) ->
     )
 
 
-def test_failing_test_report_carries_the_servers_logs(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        def test_fails(pgstandby_primary):
-            pgstandby_primary.execute("SELECT 1")
-            assert False, "deliberate"
-        """
+FAILING_TEST_THAT_WRITES_ITS_PASSWORDS = """
+import os
+from psycopg.conninfo import conninfo_to_dict
+
+def test_fails(pgstandby_cluster, pgstandby_primary):
+    pgstandby_primary.execute("SELECT 1")
+    with open(os.environ["PGSTANDBY_TEST_RECORD"], "w") as out:  # for the outer test
+        out.write(pgstandby_cluster.backend.replication_password + "\\n")
+        out.write(conninfo_to_dict(pgstandby_primary.dsn)["password"] + "\\n")
+    assert False, "deliberate"
+"""
+
+
+@pytest.mark.parametrize("profile", ["documented", "hardened"])
+def test_failing_test_report_carries_the_servers_logs_and_no_password(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile: str
+) -> None:
+    record = tmp_path / "passwords"
+    monkeypatch.setenv("PGSTANDBY_TEST_RECORD", str(record))
+    pytester.makepyfile(FAILING_TEST_THAT_WRITES_ITS_PASSWORDS)
+    result = pytester.runpytest_subprocess(
+        "--pgstandby-backend=local", f"--pgstandby-profile={profile}"
     )
-    result = pytester.runpytest_subprocess("--pgstandby-backend=local")
     result.assert_outcomes(failed=1)
+    passwords = record.read_text().split()
+    assert len(passwords) == 2 and all(len(p) >= 16 for p in passwords)
+    for password in passwords:
+        assert password not in result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(
         [
             "*pgstandby standby1 setup*",
@@ -104,10 +123,13 @@ def test_failing_test_report_carries_the_servers_logs(pytester: pytest.Pytester)
     ("args", "expected"),
     [
         (["--pgstandby-backend=bogus"], "*unknown backend 'bogus'*Fix*auto, local, docker*"),
+        (["--pgstandby-profile=paranoid"], "*unknown profile 'paranoid'*Fix*documented, hardened*"),
         (["--pgstandby-pg-bin=/nonexistent/bin"], "*not a directory*Fix*pg_config --bindir*"),
         (["--pgstandby-keep=sometimes"], "*unknown keep mode 'sometimes'*"),
         (["--pgstandby-standbys=0"], "*at least one standby*"),
         (["--pgstandby-timeout=nan"], "*must be a positive number of seconds*Fix*"),
+        (["--pgstandby-timeout=inf"], "*must be a positive number of seconds*Fix*"),
+        (["--pgstandby-timeout=0.001"], "*timeout=0.001: too short*Fix: --pgstandby-timeout 60*"),
         (["--pgstandby-primary-dsn=host=127.0.0.1"], "*without a standby*Fix*"),
         (["--pgstandby-standby-dsn=host=127.0.0.1"], "*without --pgstandby-primary-dsn*"),
         (
@@ -129,12 +151,22 @@ def test_failing_test_report_carries_the_servers_logs(pytester: pytest.Pytester)
     ],
 )
 def test_bad_options_are_usage_errors_that_name_the_fix(
-    pytester: pytest.Pytester, args: list[str], expected: str
+    pytester: pytest.Pytester,
+    args: list[str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    base = tmp_path / "sessions"  # where a local session would go: a file of the user's there
+    base.mkdir()
+    (base / "precious.txt").write_text("keep")
+    monkeypatch.setenv("PGSTANDBY_TMPDIR", str(base))
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest_subprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: pytest-pgstandby: " + expected])
+    assert "Traceback" not in result.stderr.str()
+    assert [p.name for p in base.iterdir()] == ["precious.txt"], "nothing made, nothing deleted"
 
 
 def test_pg_bin_without_server_binaries_is_refused_and_nothing_is_deleted(
@@ -184,7 +216,8 @@ def test_keep_on_failure_leaves_the_servers_for_inspection(
         assert (root / "standby1" / "standby.signal").exists(), "kept for inspection"
         assert processes_under(root), "kept servers keep running"
     finally:  # what the harness kept, the next session sweeps; here we do it at once
-        sweep_leftovers(root.parent)
+        # as the next session would: this account and the servers' one
+        sweep_leftovers(root.parent, {os.geteuid(), run_account().uid})
     assert not root.exists()
 
 

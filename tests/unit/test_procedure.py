@@ -63,5 +63,8 @@ def test_the_appended_block_and_hba_lines_are_the_seed_text() -> None:
         "# Standby configuration\nprimary_conninfo = 'host=$PRIMARY_HOST port=$PRIMARY_PORT "
         "user=$POSTGRES_REPLICATION_USER password=$POSTGRES_REPLICATION_PASSWORD'"
     ) in text
-    assert 'echo "host all all 0.0.0.0/0 trust" >> "$DATA_DIR/pg_hba.conf"' in text
-    assert 'echo "host replication all 0.0.0.0/0 trust" >> "$DATA_DIR/pg_hba.conf"' in text
+    # the seed's lines, their method a value (trust by default; hardened: scram-sha-256)
+    method = "$STANDBY_AUTH_METHOD"
+    assert f'echo "host all all 0.0.0.0/0 {method}" >> "$DATA_DIR/pg_hba.conf"' in text
+    assert f'echo "host replication all 0.0.0.0/0 {method}" >> "$DATA_DIR/pg_hba.conf"' in text
+    assert 'STANDBY_AUTH_METHOD="${PGSTANDBY_STANDBY_AUTH_METHOD:-trust}"' in text

@@ -1,0 +1,278 @@
+"""A Docker node: one PostgreSQL container of a DockerBackend cluster, and the names and
+files every such container shares (the seed's aliases, the pinned PGDATA, the supervisor
+that keeps a standby's container up while its server is stopped)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from psycopg.conninfo import make_conninfo
+
+from .._wait import poll_until
+from ..errors import SetupFailedError, UnsupportedError
+from .base import (
+    Credentials,
+    NodeHandle,
+    OwnedHandle,
+    PeerAddress,
+    Reach,
+    Role,
+    StopMode,
+)
+from .containers import (
+    ContainerFiles,
+    ContainerRelay,
+    container_address,
+    published_port,
+)
+from .readiness import wait_container_ready
+
+log = logging.getLogger(__name__)
+
+PGDATA = "/var/lib/postgresql/data"  # pinned: postgres:18 moved its default
+PRIMARY_ALIAS = "postgres-primary-lab"
+STANDBY_ALIAS = "postgres-standby-lab"
+RELAY_IN_CONTAINER = "/pgstandby-relay.pl"
+SUPERVISOR = Path(__file__).with_name("supervisor.sh")
+KEEP_FLAG = "/tmp/pgstandby-keep"  # supervisor.sh: from now on, keep the container up
+SUPERVISOR_IN_CONTAINER = "/pgstandby-supervisor.sh"
+PRIMARY_INIT = Path(__file__).with_name("primary-init.sh")
+PRIMARY_INIT_IN_CONTAINER = "/pgstandby-primary-init.sh"
+TEMPLATE_LABEL = "org.pgstandby.template"  # lab/image/Dockerfile: an initdb made at build
+RELAY_PORT = "15432"  # on the container's own 127.0.0.1
+_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+_SETUP_END = {
+    "primary": "PostgreSQL init process complete; ready for start up.",
+    "standby": "Starting standby server...",
+}
+
+
+class ContainerBackend(Protocol):
+    """What a node asks of the DockerBackend that made it (docker.py imports this module,
+    so the class itself is not named here)."""
+
+    image: str
+    timeout: float
+    _pool: ThreadPoolExecutor
+
+    def container_name(self, node: str) -> str: ...
+    def node_by_container(self, name: str) -> DockerNode | None: ...
+
+
+@dataclass
+class DockerNode(OwnedHandle):
+    """One PostgreSQL container."""
+
+    backend: ContainerBackend  # the DockerBackend that made it
+    name: str
+    role: Role
+    alias: str  # its name inside the cluster's network
+    tc: Any  # testcontainers DockerContainer (use .container: it waits for a start under way)
+    credentials: Credentials
+    host: str = "127.0.0.1"
+    data_dir: str = PGDATA
+    upstream: DockerNode | None = None  # a standby's upstream: if it dies, stop waiting
+    relay: ContainerRelay | None = None
+    _port: int | None = field(default=None, repr=False)
+    _kept: bool = field(default=False, repr=False)
+    _starting: Future[None] | None = field(default=None, repr=False)
+    _keeping: Future[Any] | None = field(default=None, repr=False)
+
+    @property
+    def container(self) -> Any:
+        """The testcontainers container, once its start (maybe in another thread) is done;
+        a failed start raises here."""
+        if self._starting is not None:
+            starting, self._starting = self._starting, None
+            starting.result()
+        return self.tc
+
+    def __post_init__(self) -> None:
+        self.files = ContainerFiles(
+            self.backend.container_name(self.name),
+            lambda argv: tuple(self.container.exec(argv)),
+            lambda: self.data_dir,
+        )
+
+    @property
+    def wrapped(self) -> Any:
+        return self.container.get_wrapped_container()
+
+    @property
+    def port(self) -> int:
+        """The host port published on 127.0.0.1 (docker may pick a new one at each start)."""
+        if self._port is None:
+            self.container.reload()
+            self._port = published_port(self.wrapped, self.name)
+        return self._port
+
+    @property
+    def dsn(self) -> str:
+        c = self.credentials
+        return make_conninfo(
+            host=self.host, port=self.port, user=c.user, password=c.password, dbname=c.dbname
+        )
+
+    def container_name(self) -> str | None:
+        return self.backend.container_name(self.name)
+
+    def file_location(self, relpath: str = "") -> str:
+        return self.files.location(relpath)
+
+    def peer_address(self, peer: NodeHandle) -> PeerAddress:
+        theirs = peer.container_name()
+        peer_node = self.backend.node_by_container(theirs) if theirs else None
+        peer_container = peer_node.wrapped if peer_node else None
+        return container_address(self.wrapped, peer_container, str(self.port))
+
+    def status(self) -> str:
+        self.container.reload()
+        return str(self.container.status)
+
+    def is_running(self) -> bool:
+        """The container runs, and so does the postmaster (the container outlives its
+        server: see supervisor.sh)."""
+        if self.status() != "running":
+            return False
+        return self._postmaster("kill -0") == 0
+
+    def _postmaster(self, command: str) -> int:
+        """Run ``command "$pid"`` on the postmaster inside the container (bash's kill
+        builtin: images need not have procps); its exit code, 1 without a postmaster."""
+        script = f'pid=$(head -n 1 "$PGDATA/postmaster.pid" 2>/dev/null) && {command} "$pid"'
+        code, _ = self.container.exec(["bash", "-c", script])
+        return int(code)
+
+    def wait_ready(self) -> None:
+        backend = self.backend
+        wait_container_ready(self, self.upstream, timeout=backend.timeout, image=backend.image)
+        if not self._kept:
+            # ready once: keep its data from now on. A docker exec costs ~70 ms, so it runs
+            # beside the caller; whatever stops the server waits for it first (_kept_flag).
+            self._keeping = self.backend._pool.submit(self.tc.exec, ["touch", KEEP_FLAG])
+            self._kept = True
+
+    def _kept_flag(self) -> None:
+        if self._keeping is not None:
+            keeping, self._keeping = self._keeping, None
+            code, out = keeping.result()
+            if code != 0:
+                raise SetupFailedError(f"could not mark {self.name} to be kept: {out!r}")
+
+    def all_output(self) -> str:
+        return bytes(self.wrapped.logs(stdout=True, stderr=True)).decode(errors="replace")
+
+    def _split(self) -> tuple[str, str]:
+        text = self.all_output()
+        marker = _SETUP_END[self.role]
+        cut = text.rfind(marker)
+        if cut < 0:
+            return text, ""
+        cut += len(marker)
+        return text[:cut], text[cut:].lstrip("\n")
+
+    def setup_output(self) -> str:
+        return self._split()[0]
+
+    def log(self) -> str:
+        return self._split()[1]
+
+    def read_file(self, relpath: str) -> str:
+        return self.files.read(relpath)
+
+    def exists(self, relpath: str) -> bool:
+        return self.files.exists(relpath)
+
+    def reach(self, host: str, port: int) -> Reach:
+        return self.files.reach(host, port)
+
+    def _wait_exited(self, timeout: float, what: str) -> None:
+        poll_until(
+            lambda: self.status() in ("exited", "dead"),
+            what=f"{self.name} to stop after {what}",
+            timeout=timeout,
+            log=self.log,
+        )
+
+    def stop(self, mode: StopMode = "fast", timeout: float = 60.0) -> None:
+        """Stop the server. The container stays up with its data (a tmpfs), so that
+        start() runs the server again on the same data and settings."""
+        if not self.is_running():
+            return
+        self._kept_flag()
+        self._postmaster(f"kill -{_SIGNALS[mode].name.removeprefix('SIG')}")
+        self._wait_down(timeout, f"a {mode} shutdown")
+
+    def _wait_down(self, timeout: float, what: str) -> None:
+        poll_until(
+            lambda: not self.is_running(),
+            what=f"{self.name}'s server to stop after {what}",
+            timeout=timeout,
+            log=self.log,
+        )
+
+    def start(self) -> None:
+        """Start the server again on its data: the container's supervisor gets SIGUSR1
+        (a stopped container, which has lost its data, is started anew)."""
+        if self.is_running():
+            return
+        if self.status() == "running":
+            self.container.exec(["bash", "-c", "kill -USR1 1"])
+        else:
+            self._port = None
+            self.wrapped.start()  # testcontainers' start() would create a new container
+        self.wait_ready()
+
+    def reclone(self) -> None:
+        """A container restart: setup-standby.sh runs again, empties the data directory
+        and takes a new base backup (the seed's own restart)."""
+        if self.role != "standby":
+            raise UnsupportedError(f"reclone() rebuilds a standby; {self.name} is the primary")
+        self._kept_flag()
+        if self.status() == "running":
+            self.wrapped.kill(signal=signal.SIGINT)
+            self._wait_exited(self.backend.timeout, "a container stop")
+        self._port = None
+        self._kept = False
+        self.wrapped.start()
+        self.wait_ready()
+
+    def kill(self) -> None:
+        """SIGKILL of the postmaster, as a crash; the container and its data stay."""
+        if not self.is_running():
+            return
+        self._kept_flag()
+        self._postmaster("kill -KILL")
+        self._wait_down(30, "SIGKILL")
+
+    def pause(self) -> None:
+        """``docker pause``: the cgroup freezer stops every process of the container."""
+        self.wrapped.pause()
+
+    def resume(self) -> None:
+        self.wrapped.unpause()
+
+    def open_relay(self, host: str, port: str) -> tuple[str, str]:
+        """The relay runs inside this container (mounted at creation), started by a
+        detached ``docker exec`` so that it is no child of the postmaster."""
+        if self.relay is None:
+            self.relay = ContainerRelay(self.wrapped, self.container_name() or self.name)
+            self.relay.open(["perl", RELAY_IN_CONTAINER, RELAY_PORT, host, port])
+        return "127.0.0.1", RELAY_PORT
+
+    def cut_relay(self) -> None:
+        assert self.relay is not None, "open_relay() first"
+        self.relay.signal("STOP")
+
+    def mend_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.signal("CONT")
+
+    def remove(self) -> None:
+        """Remove the container and its anonymous volumes (testcontainers' stop)."""
+        self.container.stop(force=True, delete_volume=True)

@@ -1,0 +1,137 @@
+"""A watchdog per process that made servers: what Ryuk does for testcontainers, needing no
+image. The first backend of a process starts ``python -m pytest_pgstandby.backends.reaper``
+in a session of its own, with a pipe on its stdin; backends tell it what they made
+(``watch``) and what they removed themselves (``release``). When the pipe ends without a
+release (the process was killed, even with SIGKILL, whose death closes the pipe) the
+reaper removes what is still watched at once: stops a local session's servers and removes
+its directory and port marks; removes a Docker cluster's containers and network. It acts
+only on what it was told, and signals only processes of the accounts it was given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from .sessions import kill_and_reap
+
+log = logging.getLogger(__name__)
+
+
+class _Client:
+    """This process's pipe to its reaper (started at the first ``watch``)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.owner = 0
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            try:
+                pipe = self._pipe()
+                pipe.write(json.dumps(message).encode() + b"\n")
+                pipe.flush()
+            except OSError as exc:  # no reaper: the next session's sweep is the fallback
+                log.warning("the reaper is not running (%s); leftovers wait for a sweep", exc)
+
+    def _pipe(self) -> IO[bytes]:
+        if self.proc is None or self.owner != os.getpid() or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", __name__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                start_new_session=True,  # a Ctrl-C or a group kill of pytest spares it
+            )
+            self.owner = os.getpid()
+        assert self.proc.stdin is not None
+        return self.proc.stdin
+
+
+_client = _Client()
+
+
+def watch_local(root: Path, uids: set[int]) -> None:
+    """Remove ``root`` (after killing the processes of ``uids`` working in it) if this
+    process dies before ``release_local(root)``."""
+    _client.send({"op": "watch", "key": f"local:{root}", "root": str(root), "uids": sorted(uids)})
+
+
+def release_local(root: Path) -> None:
+    _client.send({"op": "release", "key": f"local:{root}"})
+
+
+def watch_file(path: Path) -> None:
+    _client.send({"op": "watch", "key": f"file:{path}", "file": str(path)})
+
+
+def release_file(path: Path) -> None:
+    _client.send({"op": "release", "key": f"file:{path}"})
+
+
+def watch_docker(cluster_label: str, owner_label: str) -> None:
+    """Remove the containers and networks labelled ``cluster_label`` (a ``key=value``)
+    and ``owner_label`` if this process dies before ``release_docker``."""
+    _client.send(
+        {
+            "op": "watch",
+            "key": f"docker:{cluster_label}",
+            "labels": [cluster_label, owner_label],
+        }
+    )
+
+
+def release_docker(cluster_label: str) -> None:
+    _client.send({"op": "release", "key": f"docker:{cluster_label}"})
+
+
+def _reap(entry: dict[str, Any]) -> None:
+    if "labels" in entry:
+        _reap_docker(entry)
+    elif "root" in entry:
+        kill_and_reap(Path(entry["root"]), uids=set(entry["uids"]))
+        shutil.rmtree(entry["root"], ignore_errors=True)
+    elif "file" in entry:
+        Path(entry["file"]).unlink(missing_ok=True)
+
+
+def _reap_docker(entry: dict[str, Any]) -> None:
+    from .containers import _remove, connect_docker, remove_network
+
+    client = connect_docker()  # DOCKER_HOST and the like: the owner's environment
+    labels = {"label": entry["labels"]}
+    for container in client.containers.list(all=True, filters=labels, ignore_removed=True):
+        _remove(container, force=True, v=True)
+    for network in client.networks.list(filters=labels):
+        remove_network(network, timeout=10)
+    client.close()
+
+
+def main() -> None:
+    watched: dict[str, dict[str, Any]] = {}
+    for line in sys.stdin.buffer:
+        with contextlib.suppress(ValueError, KeyError):
+            message = json.loads(line)
+            if message["op"] == "watch":
+                watched[message["key"]] = message
+            else:
+                watched.pop(message["key"], None)
+    # The pipe ended: the owner exited. Docker first (its containers hold the network),
+    # then directories, then marks.
+    for entry in sorted(watched.values(), key=lambda e: ("labels" not in e, "file" in e)):
+        with contextlib.suppress(Exception):
+            _reap(entry)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Bad input that reaches real local servers (docs/errors.md has the whole matrix): each is
+answered in one line naming the problem and the fix, and leaves nothing of the user's
+touched and nothing of the harness's behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_pgstandby import Settings, TooManyStandbysError, WaitTimeoutError, binaries
+from pytest_pgstandby.backends.local import processes_under
+from pytest_pgstandby.backends.template import PREFIX as TEMPLATE_PREFIX
+from pytest_pgstandby.cluster import build_cluster
+
+
+@pytest.fixture
+def base(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A PGSTANDBY_TMPDIR of the test's own (every account can traverse it, as the
+    server account must), holding a file of the user's."""
+    made = Path(tempfile.mkdtemp(prefix="bad-input-"))
+    made.chmod(0o755)
+    (made / "precious.txt").write_text("keep")
+    monkeypatch.setenv("PGSTANDBY_TMPDIR", str(made))
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def _left(base: Path) -> list[str]:
+    """What is in ``base`` besides the initdb template and its lock (a cache that stays by
+    design)."""
+    return sorted(
+        p.name for p in base.iterdir() if not p.name.lstrip(".").startswith(TEMPLATE_PREFIX)
+    )
+
+
+def test_more_standbys_than_wal_senders_are_refused_before_any_is_built(
+    pgstandby_settings: Settings, base: Path
+) -> None:
+    settings = pgstandby_settings.with_overrides(backend="local", standbys=1000)
+    with pytest.raises(TooManyStandbysError) as info:
+        build_cluster(settings)
+    assert str(info.value) == (
+        "standbys=1000: 1000 standby(s) streaming from the primary need 1001 WAL senders "
+        "(the last one's base backup takes a second), but the primary allows "
+        "max_wal_senders=10; no standby was built. Fix: at most 9 standbys (or "
+        "cascade=True), or a primary with a larger max_wal_senders (postgresql.conf, then a "
+        "restart)."
+    )
+    assert _left(base) == ["precious.txt"], "the primary's session directory went with it"
+    assert processes_under(base) == []
+
+
+def test_a_step_slower_than_the_timeout_is_a_timeout_error_not_a_raw_subprocess_one(
+    pgstandby_settings: Settings, base: Path
+) -> None:
+    """A step that outlasts the bound (an initdb that never ends: bad binaries given as
+    --pgstandby-pg-bin, every other program the real one) is killed and named, with the
+    fix; nothing of the user's is touched and no process is left."""
+    real = binaries.find(pgstandby_settings.pg_bin)
+    bindir = base / "bin"
+    bindir.mkdir()
+    for program in binaries.REQUIRED:
+        if program != "initdb":
+            (bindir / program).symlink_to(real.path(program))
+    hangs = bindir / "initdb"
+    hangs.write_text("#!/bin/sh\nexec tail -f /dev/null\n")  # an initdb that never returns
+    hangs.chmod(hangs.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    settings = pgstandby_settings.with_overrides(backend="local", pg_bin=str(bindir), timeout=2)
+    with pytest.raises(WaitTimeoutError) as info:
+        build_cluster(settings)
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("timed out after 2s waiting for `") and "initdb" in first
+    assert "Fix:" in str(info.value) and "--pgstandby-timeout" in str(info.value)
+    assert _left(base) == ["bin", "precious.txt"]
+    assert processes_under(base) == []
+    assert sorted(os.listdir(bindir)) == sorted(binaries.REQUIRED)

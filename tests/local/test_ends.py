@@ -1,0 +1,25 @@
+"""Nothing of a local session is left after any end of pytest (tests/ends.py)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.ends import kill_holding_pytest, local_leftovers, session_base, wait_for_none_left
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_pytest_leaves_no_server_directory_or_port_mark(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    base = session_base()
+    try:
+        env = {"PGSTANDBY_TMPDIR": str(base)}
+        _, killed_at = kill_holding_pytest(tmp_path, ["--pgstandby-backend=local"], sig, env)
+        took = wait_for_none_left(lambda: local_leftovers(base), killed_at, "local leftovers")
+        print(f"{sig.name}: nothing left {took:.2f} s after the kill")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
