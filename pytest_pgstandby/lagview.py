@@ -44,11 +44,12 @@ PLOT_FIX = "Fix: pip install 'pytest-pgstandby[plot]'"
 # Standby first, then the primary: the primary's position is then never behind the
 # standby's, and the byte lag is pg_wal_lsn_diff of what both said just now.
 _STANDBY_SQL = "SELECT pg_last_wal_replay_lsn()::text"
+# (one call of the volatile insert LSN: two calls in one row differ under load)
 _PRIMARY_SQL = """
-SELECT pg_current_wal_insert_lsn()::text,
-       pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %(replay)s::pg_lsn)::bigint,
+SELECT now.lsn::text, pg_wal_lsn_diff(now.lsn, %(replay)s::pg_lsn)::bigint,
        (SELECT CASE WHEN count(*) = 1 THEN max(replay_lag) END FROM pg_stat_replication
          WHERE application_name = %(name)s AND state <> 'backup')
+FROM (SELECT pg_current_wal_insert_lsn() AS lsn) AS now
 """
 _LOAD_SQL = f"INSERT INTO {LOAD_TABLE} (filler) SELECT repeat('x', 100) FROM generate_series(1, %s)"
 LOAD_ROWS = 500  # rows per statement of the writer (~120 KB of WAL)
