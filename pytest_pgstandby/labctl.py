@@ -46,12 +46,31 @@ def _lab_dsn(env: dict[str, str], role: str) -> str:
 
 def _lab_running(env: dict[str, str], role: str) -> bool | None:
     """Whether the lab's container of ``role`` runs (None: it does not exist)."""
-    out = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Running}}", _lab_container(env, role)],
-        capture_output=True,
-        text=True,
+    try:
+        out = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", _lab_container(env, role)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    except FileNotFoundError:
+        raise PgStandbyError(
+            "the docker command is not installed. Fix: bash lab/setup-host.sh (Debian: "
+            "apt-get install docker.io), or grade a pair by its ports: pgstandby check "
+            "--primary DSN --standby DSN."
+        ) from None
+    if out.returncode == 0:
+        return out.stdout.strip() == "true"
+    if "No such object" in out.stderr or "No such container" in out.stderr:
+        return None
+    # not "absent": Docker did not answer this account (no daemon, no permission)
+    raise PgStandbyError(
+        f"cannot ask Docker about the lab's {role} ({_lab_container(env, role)}): "
+        f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'no answer'}. Fix: "
+        "start a daemon if none runs (`dockerd &` as root), or run as root or a member of "
+        "the docker group; without Docker, grade the pair by its ports: pgstandby check "
+        "--primary DSN --standby DSN."
     )
-    return out.stdout.strip() == "true" if out.returncode == 0 else None
 
 
 def _require_lab_up(env: dict[str, str]) -> None:

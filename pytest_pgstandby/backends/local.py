@@ -53,7 +53,7 @@ from .sessions import (
     start_relay,
     sweep_leftovers,
 )
-from .template import copy_template, run_as, set_password, template
+from .template import copy_template, run_as, scram_verifier, set_password, template
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +415,8 @@ class LocalBackend:
                 POSTGRES_USER="postgres",
                 POSTGRES_DB="postgres",
                 POSTGRES_REPLICATION_USER=REPLICATION_USER,
-                POSTGRES_REPLICATION_PASSWORD=self.replication_password,
+                # as a cheap SCRAM verifier (ALTER ROLE takes one): see SCRAM_ITERATIONS
+                POSTGRES_REPLICATION_PASSWORD=scram_verifier(self.replication_password),
                 **(HARDENED_PRIMARY_VALUES if self.hardened else {}),
             ),
             self.timeout,

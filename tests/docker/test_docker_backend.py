@@ -3,6 +3,7 @@ node control through the container, cleanup without Ryuk, and bad input."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -189,3 +190,22 @@ def test_lab_up_refuses_a_missing_image_naming_the_build_command(docker_client) 
     # nothing was created under the compose project `lab up` would have used
     filters = {"label": f"com.docker.compose.project={project}"}
     assert docker_client.containers.list(all=True, filters=filters) == []
+
+
+def test_clusters_one_after_another_hold_no_more_file_descriptors(
+    docker_client, pgstandby_settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    """testcontainers gives each container and network a docker-py client of its own:
+    close() closes them, so a process making cluster after cluster (a long session) keeps
+    a flat count of open descriptors, without waiting for a garbage collection."""
+    gc.disable()  # what a collection would free must not hide a leak
+    try:
+        counts = []
+        for _ in range(6):
+            with start_cluster(pgstandby_settings, backend="docker") as cluster:
+                cluster.primary.execute("SELECT 1")
+            counts.append(len(os.listdir("/proc/self/fd")))
+    finally:
+        gc.enable()
+    # the first cluster opens what lives for the session (the reaper's pipe, a client)
+    assert counts[-1] - counts[1] <= 2, f"open descriptors after each cluster: {counts}"

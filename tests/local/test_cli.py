@@ -212,3 +212,16 @@ def test_doctor_names_the_first_broken_step_its_evidence_and_fix(
         assert no_signal.returncode == 1
         assert no_signal.stdout.splitlines()[-1] == "first broken step: standby.signal exists"
         assert "fix: touch standby.signal in the data directory" in no_signal.stdout
+
+
+def test_lab_check_without_an_answering_docker_says_so_not_that_the_lab_is_absent() -> None:
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "lab", "check"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot ask Docker about the lab's primary" in lines[0]
+    assert "/nonexistent/docker.sock" in lines[0] and "Fix: start a daemon" in lines[0]
+    assert "absent" not in lines[0]
