@@ -49,6 +49,7 @@ from .sessions import (
     default_base,
     kill_and_reap,
     processes_under,
+    refuse_in_use,
     reserve_port,
     start_relay,
     sweep_leftovers,
@@ -444,6 +445,8 @@ class LocalBackend:
         cascade: only the port value changes); its final ``exec`` is the postmaster, which
         streams through ``slot`` when one is given (made on the upstream beforehand)."""
         target = self.check_data_dir(data_dir or self.root / name)
+        in_use = [(Path(n.data_dir), f"{n.name}'s data") for n in self.nodes]
+        refuse_in_use(target, [*in_use, (self.socket_dir, "sockets"), (self.scripts, "scripts")])
         node = LocalNode(self, name, "standby", self.reserve(), str(target), slot=slot)
         if data_dir is None:
             self._own_dir(name)

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from .._wait import poll_until
-from ..errors import SetupFailedError, UnsupportedError, WaitTimeoutError
+from ..errors import SetupFailedError, UnsafeDataDirError, UnsupportedError, WaitTimeoutError
 from .base import RELAY, owner_alive, owner_stamp
 
 log = logging.getLogger(__name__)
@@ -178,3 +178,16 @@ def start_relay(root: Path, host: str, port: str, who: str) -> tuple[subprocess.
         relay.kill()
         raise SetupFailedError(f"the relay of {who} did not start: {line}")
     return relay, line[0]
+
+
+def refuse_in_use(target: Path, in_use: list[tuple[Path, str]]) -> None:
+    """A standby's new data directory must not hold, or lie in, what is in use (another
+    node's data, the session's sockets or scripts): setup-standby.sh empties it first."""
+    for used, what in in_use:
+        used = used.resolve()
+        if used == target or used in target.parents or target in used.parents:
+            raise UnsafeDataDirError(
+                f"refusing to run setup-standby.sh on data directory {target}: it holds "
+                f"{what} ({used}), which the script's first step would delete. Fix: a "
+                "directory of its own (let the harness choose it)."
+            )

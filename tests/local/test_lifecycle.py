@@ -185,3 +185,22 @@ def test_keep_on_failure_keeps_a_failed_with_block_and_the_next_run_sweeps_it(
     finally:
         sweep_leftovers(base)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_standby_script_refuses_the_running_primarys_data_dir(
+    pgstandby_settings: Settings,
+) -> None:
+    backend = LocalBackend(pgstandby_settings.pg_bin)
+    try:
+        primary = backend.create_primary("primary")
+        marker = Path(primary.data_dir) / "PG_VERSION"
+        for target, holds in (
+            (Path(primary.data_dir), "primary's data"),
+            (Path(primary.data_dir) / "base", "primary's data"),  # lies in it
+            (backend.socket_dir, "sockets"),
+        ):
+            with pytest.raises(UnsafeDataDirError, match=f"it holds {holds}"):
+                backend.create_standby("standby1", primary, data_dir=target)
+        assert marker.exists() and primary.is_running()
+    finally:
+        backend.close()
