@@ -242,6 +242,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C stops `pair`, `walkthrough` and `status --watch` with their cleanup, even when
+    # started where SIGINT is ignored (a background job of a script)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

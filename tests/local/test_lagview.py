@@ -117,7 +117,10 @@ def test_watch_prints_count_rows_with_a_sparkline(
 def _watching(primary: str, standby: str) -> Iterator[subprocess.Popen[str]]:
     """``watch`` in a process of its own (killed after 60 s should it hang)."""
     code = (
-        "import sys; from pytest_pgstandby import lagview; "
+        # Ctrl-C as a terminal sends it, even where this run inherited SIGINT ignored (a
+        # background job): the child takes the default handler back first
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from pytest_pgstandby import lagview; "
         "from pytest_pgstandby.assertions import Server; "
         "sys.exit(lagview.watch(Server(sys.argv[1]), Server(sys.argv[2]), interval=0.1))"
     )
