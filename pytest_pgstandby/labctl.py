@@ -3,6 +3,7 @@ bring it up, take it down, and show it. ``pgstandby lab ...`` (cli.py) calls the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -92,8 +93,9 @@ def _refuse_taken_ports(env: dict[str, str]) -> None:
     """Before anything is created: each lab port must be free on 127.0.0.1, unless the lab
     itself already holds it (a second `lab up` is a no-op)."""
     for role, default in (("primary", "5432"), ("standby", "5433")):
-        if _lab_running(env, role):
-            continue
+        with contextlib.suppress(PgStandbyError):  # Docker silent: up's own check says why
+            if _lab_running(env, role):
+                continue
         var = f"PGSTANDBY_LAB_{role.upper()}_PORT"
         port = env.get(var, default)
         other = int(port) % 50000 + 10000
