@@ -22,8 +22,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from pytest_pgstandby.backends.sessions import PORT_MARK, ROOT_PREFIX, processes_under
-from pytest_pgstandby.backends.template import PREFIX as TEMPLATE_PREFIX
+from pytest_pgstandby.backends.sessions import leftovers
 
 SUITE = """
 import json, os
@@ -45,16 +44,6 @@ def test_cluster(pair, i):
             "fds": len(os.listdir("/proc/self/fd")),
         }) + "\\n")
 """
-
-
-def leftovers(base: Path) -> list[str]:
-    found = [
-        e.name
-        for e in base.iterdir()
-        if (e.name.startswith(ROOT_PREFIX) and not e.name.startswith(TEMPLATE_PREFIX))
-        or e.name.startswith(PORT_MARK)
-    ]
-    return found + [f"pid {p}" for p in processes_under(base)]
 
 
 def main() -> None:

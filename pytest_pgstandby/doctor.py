@@ -7,6 +7,7 @@ its fix.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ class Step:
 def diagnose(primary: ServerLike, standby: ServerLike) -> list[Step]:
     """Every step's finding, in order."""
     p, s = as_node(primary, role="primary"), as_node(standby, role="standby")
-    steps: list[Callable[[Node, Node], Step]] = [
+    steps: list[Callable[[Node, Node, Seen], Step]] = [
         _primary_ready,
         _base_backup,
         _standby_signal,
@@ -52,10 +53,34 @@ def diagnose(primary: ServerLike, standby: ServerLike) -> list[Step]:
         _wal_available,
         _streaming,
     ]
-    return [step(p, s) for step in steps]
+    once = Seen(s)
+    return [step(p, s, once) for step in steps]
 
 
-def _primary_ready(p: Node, s: Node) -> Step:
+class Seen:
+    """What several steps look at on the standby, read once per diagnosis (its output is
+    `docker logs` for a container: not worth fetching three times)."""
+
+    def __init__(self, s: Node) -> None:
+        self.s = s
+
+    @functools.cached_property
+    def output(self) -> str:
+        """The standby's setup output and log."""
+        try:
+            return self.s.setup_output() + self.s.log()
+        except OSError:
+            return ""
+
+    @functools.cached_property
+    def conninfo(self) -> dict[str, str]:
+        """The effective primary_conninfo's parameters ({} when it is empty)."""
+        with self.s.connect(connect_timeout=3) as conn:
+            effective = read_conninfo(self.s, conn).effective or ""
+        return parse_conninfo(effective) if effective.strip() else {}
+
+
+def _primary_ready(p: Node, s: Node, standby: Seen) -> Step:
     name = "primary is ready"
     try:
         p.execute("SELECT 1", connect_timeout=3)
@@ -68,9 +93,9 @@ def _primary_ready(p: Node, s: Node) -> Step:
     return Step(name, True, f"{p.label} accepts connections")
 
 
-def _base_backup(p: Node, s: Node) -> Step:
+def _base_backup(p: Node, s: Node, standby: Seen) -> Step:
     name = "base backup"
-    text = _standby_output(s)
+    text = standby.output
     errors = _BASEBACKUP_ERROR.findall(text)
     if errors:
         return Step(
@@ -99,7 +124,7 @@ def _backup_fix(error: str) -> str:
     return "read the standby's full output (docker logs) around that line"
 
 
-def _standby_signal(p: Node, s: Node) -> Step:
+def _standby_signal(p: Node, s: Node, standby: Seen) -> Step:
     name = "standby.signal exists"
     try:
         assert_standby_signal(s)
@@ -113,7 +138,7 @@ def _standby_signal(p: Node, s: Node) -> Step:
     return Step(name, True, f"{s.file_location('standby.signal')} and pg_is_in_recovery()")
 
 
-def _primary_conninfo(p: Node, s: Node) -> Step:
+def _primary_conninfo(p: Node, s: Node, standby: Seen) -> Step:
     name = "primary_conninfo"
     try:
         assert_primary_conninfo(s, p)
@@ -126,13 +151,11 @@ def _primary_conninfo(p: Node, s: Node) -> Step:
     return Step(name, True, "points at the primary")
 
 
-def _network(p: Node, s: Node) -> Step:
+def _network(p: Node, s: Node, standby: Seen) -> Step:
     """The seed's `ping postgres-primary-lab`, without ping: from the standby's side,
     resolve the host of its effective primary_conninfo and probe the port."""
     name = "primary reachable from the standby"
-    with s.connect(connect_timeout=3) as conn:
-        effective = read_conninfo(s, conn).effective or ""
-    params = parse_conninfo(effective) if effective.strip() else {}
+    params = standby.conninfo
     host = params.get("host") or params.get("hostaddr") or ""
     if not host or host.startswith("/"):
         return Step(name, True, f"primary_conninfo names {host or 'no host'}: nothing to probe")
@@ -161,13 +184,11 @@ _UNREACHED_FIX = (
 )
 
 
-def _authentication(p: Node, s: Node) -> Step:
+def _authentication(p: Node, s: Node, standby: Seen) -> Step:
     """The role in primary_conninfo may replicate, a pg_hba.conf line admits it, and its
     password logs in (a replication connection from here, as the standby would open)."""
     name = "authentication"
-    with s.connect(connect_timeout=3) as conn:
-        effective = read_conninfo(s, conn).effective or ""
-    params = parse_conninfo(effective) if effective.strip() else {}
+    params = standby.conninfo
     user = params.get("user", "")
     row = p.execute("SELECT rolreplication, rolcanlogin FROM pg_roles WHERE rolname = %s", [user])
     if not row or not all(row[0]):
@@ -197,7 +218,7 @@ def _authentication(p: Node, s: Node) -> Step:
                     "first matching line decides, and it rejects",
                     f"delete line {line[0]} of the primary's pg_hba.conf (or move it below the "
                     "line that admits the standby), then SELECT pg_reload_conf()")  # fmt: skip
-    refused = _HBA_REFUSAL.findall(_standby_output(s))
+    refused = _HBA_REFUSAL.findall(standby.output)
     if refused and not _streams(s):
         return Step(name, False, f"the standby's log has `{refused[-1]}`",
                     f"add a line admitting it (`host replication {user} all md5`) above any "
@@ -218,9 +239,9 @@ def _authentication(p: Node, s: Node) -> Step:
                 "admits it")  # fmt: skip
 
 
-def _wal_available(p: Node, s: Node) -> Step:
+def _wal_available(p: Node, s: Node, standby: Seen) -> Step:
     name = "WAL still available"
-    text = _standby_output(s)
+    text = standby.output
     pattern, meaning, fix = KNOWN_FAILURES[0]
     found = pattern.findall(text)
     if found and not _streams(s):
@@ -228,7 +249,7 @@ def _wal_available(p: Node, s: Node) -> Step:
     return Step(name, True, "the standby's log reports no removed WAL segment")
 
 
-def _streaming(p: Node, s: Node) -> Step:
+def _streaming(p: Node, s: Node, standby: Seen) -> Step:
     name = "streaming"
     row = s.execute("SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver")
     if row and row[0][0] == "streaming":
@@ -239,13 +260,6 @@ def _streaming(p: Node, s: Node) -> Step:
 
 def _streams(s: Node) -> bool:
     return bool(s.query_value("SELECT status FROM pg_stat_wal_receiver") == "streaming")
-
-
-def _standby_output(s: Node) -> str:
-    try:
-        return s.setup_output() + s.log()
-    except OSError:
-        return ""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeAlias
 
 import psycopg
@@ -187,19 +187,28 @@ class Node:
         """Run ``sql`` (with ``params``) until its first value equals ``expected``
         (bounded, fast polling); the timeout error says what it last returned."""
 
-        budget = connect_budget(timeout or self.timeout)
-
-        def check() -> bool:
+        def check(held: HeldConnection, budget: int) -> bool:
             row = held.row(sql, params, budget)
             value = row[0] if row else None
             if value != expected:
                 raise NotYet(f"returned {value!r}")
             return True
 
+        self._poll_held(check, f"`{sql}` on {self.name} to return {expected!r}", timeout)
+
+    def _poll_held(
+        self,
+        check: Callable[[HeldConnection, int], bool],
+        what: str,
+        timeout: float | None,
+    ) -> None:
+        """Poll ``check`` on this node's held wait connection (each query bounded by the
+        connect budget), watching the node's log for a failure that ends the wait."""
+        budget = connect_budget(timeout or self.timeout)
         with self._wait_connection(budget) as held:
             poll_until(
-                check,
-                what=f"`{sql}` on {self.name} to return {expected!r}",
+                lambda: check(held, budget),
+                what=what,
                 timeout=timeout or self.timeout,
                 log=self.log,
                 abort=LogWatch(self.log),
@@ -225,21 +234,15 @@ class Node:
                 target = row[0] if row else None
         column = _STANDBY_LSN[mode]
 
-        def check() -> bool:
-            row = held.row(f"SELECT {column}::text, {column} >= %s::pg_lsn", [target], budget)
+        def check(held: HeldConnection, bound: int) -> bool:
+            row = held.row(f"SELECT {column}::text, {column} >= %s::pg_lsn", [target], bound)
             assert row is not None
             if not row[1]:
                 raise NotYet(f"{standby.name} {mode} LSN {row[0]}, target {target}")
             return True
 
-        with standby._wait_connection(budget) as held:
-            poll_until(
-                check,
-                what=f"{standby.name} to {mode} up to {target} of {self.name}",
-                timeout=timeout or self.timeout,
-                log=standby.log,
-                abort=LogWatch(standby.log),
-            )
+        what = f"{standby.name} to {mode} up to {target} of {self.name}"
+        standby._poll_held(check, what, timeout)
         return str(target)
 
     def promote(self, timeout: float | None = None) -> None:
@@ -276,13 +279,7 @@ class Node:
         []                                                               # doctest: +SKIP
         """
         self.handle.refuse_unless_owned("change the settings of")
-        fixed = [
-            str(row[0])
-            for row in self.execute(
-                "SELECT name FROM pg_settings WHERE source = 'command line' AND name = ANY(%s)",
-                [list(gucs)],
-            )
-        ]
+        fixed = self._settings_where("source = 'command line'", gucs)
         if fixed:
             raise ConfigurationError(
                 f"{', '.join(fixed)} of {self.name} is given on its server's command line (by "
@@ -301,16 +298,15 @@ class Node:
                         )
                     )
         self.reload()
-        pending = [
-            str(row[0])
-            for row in self.execute(
-                "SELECT name FROM pg_settings WHERE pending_restart AND name = ANY(%s)",
-                [list(gucs)],
-            )
-        ]
+        pending = self._settings_where("pending_restart", gucs)
         if pending:
             log.warning("%s: %s take effect at the next restart", self.name, ", ".join(pending))
         return pending
+
+    def _settings_where(self, condition: str, names: Iterable[str]) -> list[str]:
+        """Which of ``names`` pg_settings shows with ``condition`` (a fixed SQL fragment)."""
+        query = f"SELECT name FROM pg_settings WHERE {condition} AND name = ANY(%s)"
+        return [str(row[0]) for row in self.execute(query, [list(names)])]
 
     # replication slots ------------------------------------------------------------------
     def create_slot(self, name: str) -> None:

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_pgstandby._wait import poll_until
-from pytest_pgstandby.backends.sessions import PORT_MARK, ROOT_PREFIX, processes_under
-from pytest_pgstandby.backends.template import PREFIX as TEMPLATE_PREFIX
 from tests.helpers import wait_for_child_file
 
 LEFTOVER_BOUND = 10.0
@@ -37,18 +35,6 @@ def session_base() -> Path:
     base = Path(tempfile.mkdtemp(prefix="pgstandby-ends-test-", dir="/tmp"))
     os.chmod(base, 0o755)
     return base
-
-
-def local_leftovers(base: Path) -> list[str]:
-    """Session roots, port marks and processes under ``base`` (the initdb template, a
-    cache kept across sessions by design, is not a leftover)."""
-    found = [
-        entry.name
-        for entry in base.iterdir()
-        if (entry.name.startswith(ROOT_PREFIX) and not entry.name.startswith(TEMPLATE_PREFIX))
-        or entry.name.startswith(PORT_MARK)
-    ]
-    return found + [f"pid {pid}" for pid in processes_under(base)]
 
 
 def kill_holding_pytest(

@@ -83,6 +83,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PASSFILE_IN_CONTAINER = "/var/lib/postgresql/pgstandby.pgpass"  # postgres's home, not PGDATA
+_WRITE_PASSFILE_THEN_SCRIPT = (
+    'umask 077 && printf "%s\\n" "$PGSTANDBY_PASSFILE_LINE" > "$PGPASSFILE" && '
+    'chown postgres: "$PGPASSFILE" && unset PGSTANDBY_PASSFILE_LINE && '
+    "exec bash /setup-standby.sh"
+)
 
 
 class DockerBackend:
@@ -171,20 +176,14 @@ class DockerBackend:
         container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
         return container
 
-    def _with_passfile(self, container: Any) -> Any:
-        """The hardened standby: the replication password in a 0600 passfile of the
-        server's account (written before the script, from a variable then unset), and
-        the script given an empty password, so that libpq reads the file and -R writes
-        passfile= rather than the password."""
+    def _with_passfile(self, container: Any) -> tuple[Any, list[str]]:
+        """The hardened standby and its entrypoint: the replication password in a 0600
+        passfile of the server's account (written before the script, from a variable then
+        unset), and the script given an empty password, so that libpq reads the file and
+        -R writes passfile= rather than the password."""
         line = passfile_line(REPLICATION_USER, self.replication_password).strip()
-        write = (
-            'umask 077 && printf "%s\\n" "$PGSTANDBY_PASSFILE_LINE" > "$PGPASSFILE" && '
-            'chown postgres: "$PGPASSFILE" && unset PGSTANDBY_PASSFILE_LINE && '
-            "exec bash /setup-standby.sh"
-        )
-        return container.with_envs(
-            PGSTANDBY_PASSFILE_LINE=line, **hardened_standby_values(PASSFILE_IN_CONTAINER)
-        ).with_kwargs(labels=dict(self.labels), entrypoint=["bash", "-c", write])
+        envs = {"PGSTANDBY_PASSFILE_LINE": line, **hardened_standby_values(PASSFILE_IN_CONTAINER)}
+        return container.with_envs(**envs), ["bash", "-c", _WRITE_PASSFILE_THEN_SCRIPT]
 
     def _start(self, node: DockerNode, wait: bool = True) -> DockerNode:
         self.nodes.append(node)
@@ -271,10 +270,11 @@ class DockerBackend:
             # anyway (step 2 empties it, step 3 clones it); in memory, pg_basebackup's
             # final sync of every file costs nothing.
             .with_tmpfs_mount(PGDATA)
-            .with_kwargs(labels=dict(self.labels), entrypoint=["bash", "/setup-standby.sh"])
         )
+        entrypoint = ["bash", "/setup-standby.sh"]
         if self.hardened:
-            container = self._with_passfile(container)
+            container, entrypoint = self._with_passfile(container)
+        container = container.with_kwargs(labels=dict(self.labels), entrypoint=entrypoint)
         creds = Credentials(password=self.superuser_password)
         return self._start(DockerNode(self, name, "standby", alias, container, creds, upstream=up))
 

@@ -24,6 +24,7 @@ from .base import RELAY, owner_alive, owner_stamp
 log = logging.getLogger(__name__)
 
 ROOT_PREFIX = "pgstandby-"
+TEMPLATE_PREFIX = ROOT_PREFIX + "template-"  # template.py's cache: kept across sessions
 OWNER_MARK = ".pgstandby-owner"
 
 MEMORY_FS = Path("/dev/shm")
@@ -91,7 +92,8 @@ def provably_ours(candidate: Path, uids: set[int]) -> str | None:
     a symlink) and its owner mark (a regular file), both of an account in ``uids``, and
     every entry of the directory too (nothing of another user's is inside)."""
     try:
-        if not stat.S_ISDIR(candidate.lstat().st_mode) or candidate.lstat().st_uid not in uids:
+        found = candidate.lstat()
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid not in uids:
             return None
         mark = (candidate / OWNER_MARK).lstat()
         if not stat.S_ISREG(mark.st_mode) or mark.st_uid not in uids:
@@ -191,3 +193,15 @@ def refuse_in_use(target: Path, in_use: list[tuple[Path, str]]) -> None:
                 f"{what} ({used}), which the script's first step would delete. Fix: a "
                 "directory of its own (let the harness choose it)."
             )
+
+
+def leftovers(base: Path) -> list[str]:
+    """What sessions left in ``base``: session roots and port marks (not the initdb
+    template, a cache kept by design), and processes working there."""
+    found = [
+        entry.name
+        for entry in base.iterdir()
+        if (entry.name.startswith(ROOT_PREFIX) and not entry.name.startswith(TEMPLATE_PREFIX))
+        or entry.name.startswith(PORT_MARK)
+    ]
+    return found + [f"pid {pid}" for pid in processes_under(base)]

@@ -24,6 +24,7 @@ from psycopg import sql
 from ..binaries import Binaries
 from ..errors import SetupFailedError, WaitTimeoutError
 from .accounts import Account
+from .sessions import TEMPLATE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ INITDB_OPTIONS = (
     "--locale=C",
     "--no-sync",
 )
-PREFIX = "pgstandby-template-"
+PREFIX = TEMPLATE_PREFIX
 
 
 def run_as(
@@ -49,8 +50,8 @@ def run_as(
     cwd: Path | str = "/",
 ) -> str:
     """Run a step of a build as the servers' account, bounded by ``timeout``; its output
-    is appended to ``output`` (else returned). A step that exits non-zero or outlasts the
-    bound (it is killed) raises an error naming it, with its output's tail."""
+    is appended to ``output`` (then "" is returned) or returned. A step that exits non-zero
+    or outlasts the bound (it is killed) raises an error naming it, with its output's tail."""
     with open(output, "ab") if output else contextlib.nullcontext() as out:
         try:
             result = subprocess.run(
@@ -71,12 +72,12 @@ def run_as(
                 f"{timeout:g}), or see why it hangs; its output so far:\n"
                 + seen.decode(errors="replace")[-3000:]
             ) from None
-    text = output.read_text(errors="replace") if output else result.stdout.decode(errors="replace")
+    text = "" if output else result.stdout.decode(errors="replace")
     if result.returncode != 0:
+        where = f"  output ({output}):\n" if output else ""
+        text = output.read_text(errors="replace") if output else text
         raise SetupFailedError(
-            f"`{shlex.join(argv)}` exited with status {result.returncode}.\n"
-            + (f"  output ({output}):\n" if output else "")
-            + text[-3000:]
+            f"`{shlex.join(argv)}` exited with status {result.returncode}.\n{where}" + text[-3000:]
         )
     return text
 

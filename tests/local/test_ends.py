@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ends import kill_holding_pytest, local_leftovers, session_base, wait_for_none_left
+from pytest_pgstandby.backends.sessions import leftovers
+from tests.ends import kill_holding_pytest, session_base, wait_for_none_left
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -19,7 +20,7 @@ def test_a_killed_pytest_leaves_no_server_directory_or_port_mark(
     try:
         env = {"PGSTANDBY_TMPDIR": str(base)}
         _, killed_at = kill_holding_pytest(tmp_path, ["--pgstandby-backend=local"], sig, env)
-        took = wait_for_none_left(lambda: local_leftovers(base), killed_at, "local leftovers")
+        took = wait_for_none_left(lambda: leftovers(base), killed_at, "local leftovers")
         print(f"{sig.name}: nothing left {took:.2f} s after the kill")
     finally:
         shutil.rmtree(base, ignore_errors=True)
