@@ -10,11 +10,15 @@ POSTGRES_REPLICATION_PASSWORD="${POSTGRES_REPLICATION_PASSWORD:-replicator_passw
 REPLICATION_AUTH_METHOD="${PGSTANDBY_REPLICATION_AUTH_METHOD:-md5}"
 REPLICATION_ADDRESS="${PGSTANDBY_REPLICATION_ADDRESS:-all}"
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+# How the role's password is stored. Empty: the server's password_encryption (md5 up to
+# PostgreSQL 13, scram-sha-256 from 14). A scram-sha-256 line needs a SCRAM verifier, so
+# the hardened profile passes scram-sha-256 (docs/profiles.md).
+PASSWORD_ENCRYPTION="${PGSTANDBY_PASSWORD_ENCRYPTION:-}"
 
 echo "Creating replication role $POSTGRES_REPLICATION_USER..."
 # The password travels in the environment (PGOPTIONS, read as a setting of this session),
 # not on psql's command line, which `ps` shows every account on the machine.
-PGOPTIONS="-c pgstandby.repl_password=${POSTGRES_REPLICATION_PASSWORD// /\\ }" \
+PGOPTIONS="-c pgstandby.repl_password=${POSTGRES_REPLICATION_PASSWORD// /\\ }${PASSWORD_ENCRYPTION:+ -c password_encryption=$PASSWORD_ENCRYPTION}" \
 psql -v ON_ERROR_STOP=1 --no-psqlrc \
     --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" \
     -v repl_user="$POSTGRES_REPLICATION_USER" <<'EOSQL'

@@ -40,6 +40,7 @@ from .errors import (  # noqa: E402
     UnsafeDataDirError,
     UnsupportedError,
     UnsupportedVersionError,
+    VersionMismatchError,
     WaitTimeoutError,
 )
 from .node import Node, ServerLike, as_node  # noqa: E402
@@ -74,6 +75,7 @@ __all__ = [
     "UnsafeDataDirError",
     "UnsupportedError",
     "UnsupportedVersionError",
+    "VersionMismatchError",
     "WaitTimeoutError",
     "as_node",
     "assert_primary_conninfo",

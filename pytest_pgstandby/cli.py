@@ -1,7 +1,7 @@
 """``pgstandby``: build the lab image, bring the classroom lab up and down, or hold a
 harness-built pair open for exploration.
 
-    pgstandby image build --pg 15
+    pgstandby image build --pg 15       (13, 15 or 17: bullseye, bookworm, trixie)
     pgstandby lab up            # docker-compose lab: postgres-primary-lab + postgres-standby-lab
     pgstandby lab status [--watch]   # the containers; --watch: live byte/time lag
     pgstandby lab check         # grade the lab pair with the assertion helpers
@@ -39,6 +39,8 @@ def image_build(args: argparse.Namespace) -> int:
     argv = ["bash", str(lab_file("image/build.sh")), "--pg", str(args.pg)]
     if args.tag:
         argv += ["--tag", args.tag]
+    if args.suite:
+        argv += ["--suite", args.suite]
     # build.sh judges its own arguments (one list of majors, in the script); asked first,
     # so that bad input gets one line here before any apt, debootstrap or docker work
     judged = subprocess.run([*argv, "--check-args"], capture_output=True, text=True)
@@ -193,7 +195,14 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     build = image.add_parser("build", help="build pgstandby/postgres:<pg> with no registry")
-    build.add_argument("--pg", type=int, default=15, help="PostgreSQL major version (default 15)")
+    build.add_argument(
+        "--pg", type=int, default=15, help="PostgreSQL major: 13, 15 or 17 (default 15)"
+    )
+    build.add_argument(
+        "--suite",
+        help="Debian release to build on (default: the one carrying --pg: "
+        "bullseye 13, bookworm 15, trixie 17)",
+    )
     build.add_argument("--tag", help="image tag (default pgstandby/postgres:<pg>)")
     build.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
     build.set_defaults(func=image_build)

@@ -24,7 +24,13 @@ from ._text import mask_secrets
 from .backends.base import Backend
 from .backends.select import open_backend
 from .config import Settings
-from .errors import ConfigurationError, NotOwnedError, PgStandbyError, TooManyStandbysError
+from .errors import (
+    ConfigurationError,
+    NotOwnedError,
+    PgStandbyError,
+    TooManyStandbysError,
+    VersionMismatchError,
+)
 from .node import Node
 
 log = logging.getLogger(__name__)
@@ -82,7 +88,37 @@ class Cluster:
                 direct = [s.name for s in self.standbys if self._upstreams[s.name] is self.primary]
                 self._make_synchronous(self.primary, direct, self.settings.synchronous)
         self.primary.handle.wait_ready()
+        self._check_version()
         return self
+
+    @property
+    def server_version(self) -> str:
+        """The primary's ``server_version``, as the server prints it."""
+        return self.primary.server_version()
+
+    def describe_servers(self) -> str:
+        """``PostgreSQL 13.22 (Debian 13.22-0+deb11u1) on docker (pgstandby/postgres:13)``:
+        what ran, for the pytest report and summary."""
+        where = getattr(self.backend, "image", None) or getattr(
+            getattr(self.backend, "bins", None), "source", None
+        )
+        return f"PostgreSQL {self.server_version} on {self.backend.name}" + (
+            f" ({where})" if where else ""
+        )
+
+    def _check_version(self) -> None:
+        """The ``version`` asked is the one that runs: a mislabelled image or a wrong
+        binaries directory is named, not tested against. Reads (and caches) the primary's
+        version, which the pytest report names even once the primary is stopped."""
+        ran = self.primary.server_version_num() // 10000
+        asked = self.settings.version
+        if asked and not self.settings.external and ran != int(asked):
+            raise VersionMismatchError(
+                f"version={asked} was asked, but the primary runs PostgreSQL "
+                f"{self.server_version} ({self.backend.describe()}). Fix: rebuild or "
+                f"retag the image (`pgstandby image build --pg {asked} --force`), or "
+                "point --pgstandby-pg-bin at that version's binaries."
+            )
 
     def _refuse_more_than_the_primary_serves(self) -> None:
         """Before any standby is built: the primary's WAL senders (and slots) must be
@@ -244,6 +280,10 @@ class Cluster:
         out: dict[str, str] = {}
         if not hasattr(self, "primary"):  # the build failed before the primary existed
             return out
+        try:
+            out["servers"] = self.describe_servers()
+        except (PgStandbyError, psycopg.Error) as exc:
+            out["servers"] = f"{self.backend.describe()} (server_version unreadable: {exc})"
         for node in self.nodes:
             for label, read in (("setup", node.setup_output), ("log", node.log)):
                 try:

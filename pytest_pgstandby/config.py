@@ -64,6 +64,7 @@ class Settings:
     synchronous: str | None = None
     fresh: str = "auto"
     profile: str = "documented"
+    version: str | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -110,7 +111,25 @@ class Settings:
                 "Fix: 'FIRST 1' (priority order) or 'ANY 1' (quorum), as in "
                 "synchronous_standby_names."
             )
+        if self.version is not None and not (self.version.isdigit() and int(self.version) >= 10):
+            raise ConfigurationError(
+                f"version={self.version!r}: give a PostgreSQL major version number, such as "
+                "13, 15 or 17. Fix: --pgstandby-version 17 (Docker runs the image setting's "
+                "repository at that tag, pgstandby/postgres:17; local picks binaries of it)."
+            )
         self._check_external()
+
+    @property
+    def docker_image(self) -> str:
+        """The image the Docker backend runs: ``image``, its tag replaced by ``version``
+        when one is asked (``pgstandby/postgres:15`` with version 13 runs
+        ``pgstandby/postgres:13``)."""
+        if not self.version:
+            return self.image
+        repo, sep, tag = self.image.rpartition(":")
+        if not sep or "/" in tag:  # no tag (a registry port is not one)
+            repo = self.image
+        return f"{repo}:{self.version}"
 
     def _check_external(self) -> None:
         given = self.primary_dsn is not None
@@ -207,6 +226,9 @@ def _coerce(raw: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if key in ("cascade", "slots"):
             out[key] = _boolean(key, value)
+            continue
+        if key == "version":
+            out[key] = str(value).strip()
             continue
         try:
             if key == "standbys":

@@ -56,6 +56,10 @@ class UnsupportedVersionError(BinariesNotFoundError):
     """The PostgreSQL found is older than the procedure supports (12: ``standby.signal``)."""
 
 
+class VersionMismatchError(ConfigurationError):
+    """The server that runs is not the PostgreSQL major the ``version`` setting asked."""
+
+
 class TooManyStandbysError(ConfigurationError):
     """More standbys were asked for than the primary can serve (``max_wal_senders``,
     ``max_replication_slots``); refused before any standby is built."""

@@ -7,7 +7,7 @@ and the one function every cluster fixture builds and tears down through.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -126,6 +126,9 @@ def cluster(
     slots: bool | None = None,
     synchronous: str | None = None,
     fresh: str | None = None,
+    profile: str | None = None,
+    version: str | int | None = None,
+    versions: Sequence[str | int] | None = None,
 ) -> Callable[..., Any]:
     """Make a cluster fixture. Unset arguments come from the command line, ini file and
     environment; with ``scope="function"`` a ``@pytest.mark.pgstandby(...)`` marker on
@@ -136,9 +139,18 @@ def cluster(
     or ``"ANY 1"`` makes the primary's standbys synchronous. ``fresh`` (function scope):
     ``"snapshot"`` copies a pair built once per session for each test, ``"rebuild"`` runs
     the scripts for each test, ``"auto"`` (default) snapshots where the backend can.
+    ``version="13"`` runs that PostgreSQL major (Docker: the image's repository at that
+    tag; local: binaries of that major). ``versions=["13", "15", "17"]`` parametrises the
+    fixture: every test that uses it runs once per version, ids ``pg13``, ``pg15``, ...
 
     >>> sync_pair = cluster(scope="function", standbys=2, synchronous="ANY 1")  # doctest: +SKIP
+    >>> each_pg = cluster(scope="module", versions=["13", "15", "17"])  # doctest: +SKIP
     """
+    if version is not None and versions is not None:
+        raise ConfigurationError(
+            "factories.cluster got both version= and versions=. Fix: version='17' for one "
+            "major, versions=['13', '17'] to run each test once per major."
+        )
     overrides = {
         "standbys": standbys,
         "backend": backend,
@@ -150,6 +162,8 @@ def cluster(
         "slots": slots,
         "synchronous": synchronous,
         "fresh": fresh,
+        "profile": profile,
+        "version": None if version is None else str(version),
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if scope not in _SCOPES:
@@ -157,10 +171,17 @@ def cluster(
             f"factories.cluster(scope={scope!r}): not a pytest fixture scope. Fix: one of "
             f"{', '.join(_SCOPES)}."
         )
-    Settings().with_overrides(**overrides)  # bad values fail here, at import, by name
+    params = None if versions is None else [str(v) for v in versions]
+    if params is not None and not params:
+        raise ConfigurationError("factories.cluster(versions=[]): no version. Fix: list one.")
+    for each in params or [""]:  # bad values fail here, at import, by name
+        Settings().with_overrides(**overrides, version=each)
 
-    @pytest.fixture(scope=scope)  # type: ignore[call-overload, untyped-decorator]
+    @pytest.fixture(  # type: ignore[call-overload, untyped-decorator]
+        scope=scope, params=params, ids=None if params is None else [f"pg{v}" for v in params]
+    )
     def _cluster_fixture(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-        yield from cluster_for_request(request, overrides)
+        asked = {"version": request.param} if params is not None else {}
+        yield from cluster_for_request(request, {**overrides, **asked})
 
     return _cluster_fixture  # type: ignore[no-any-return]

@@ -59,7 +59,7 @@ class Node:
     def __init__(self, handle: NodeHandle, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.handle = handle
         self.timeout = timeout
-        self._version_num: int | None = None
+        self._version: tuple[str, int] | None = None
         self._held: HeldConnection | None = None  # waits' connection to a harness server
 
     # identity ---------------------------------------------------------------------------
@@ -157,9 +157,21 @@ class Node:
 
     def server_version_num(self) -> int:
         """``server_version_num`` (e.g. 150018), asked once per node."""
-        if self._version_num is None:
-            self._version_num = int(self.query_value("SHOW server_version_num"))
-        return self._version_num
+        return self._versions()[1]
+
+    def server_version(self) -> str:
+        """``server_version`` as the server prints it (``15.14 (Debian 15.14-0+deb12u1)``),
+        asked once per node."""
+        return self._versions()[0]
+
+    def _versions(self) -> tuple[str, int]:
+        if self._version is None:
+            text, num = self.execute(
+                "SELECT current_setting('server_version'),"
+                " current_setting('server_version_num')::int"
+            )[0]
+            self._version = (str(text), int(num))
+        return self._version
 
     def is_in_recovery(self) -> bool:
         return bool(self.query_value("SELECT pg_is_in_recovery()"))

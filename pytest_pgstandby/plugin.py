@@ -4,11 +4,14 @@ test's report."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import fields
 
+import psycopg
 import pytest
 
 from . import binaries, lagview
@@ -23,6 +26,9 @@ from .factories import LIVE_KEY, cluster_for_request, settings_for
 from .node import Node
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+#: a test report's user property: the servers its cluster ran (Cluster.describe_servers)
+SERVER_PROPERTY = "pgstandby_server"
+_SERVERS_RAN: Counter[tuple[str, str]] = Counter()
 
 _HELP = {
     "backend": f"where nodes run: {'|'.join(BACKENDS)} (default auto)",
@@ -42,6 +48,8 @@ _HELP = {
     "synchronous": "make the primary's standbys synchronous: 'FIRST n' or 'ANY n'",
     "profile": "documented (the procedure as written, trust lines included) or hardened "
     "(scram-sha-256, random passwords in a 0600 passfile, a slot per standby)",
+    "version": "PostgreSQL major to run: docker runs the image's repository at that tag "
+    "(pgstandby/postgres:13), local picks binaries of that major",
     "fresh": "function-scoped factory clusters: auto|snapshot|rebuild (default auto: a copy "
     "of a per-session snapshot on the local backend)",
 }
@@ -71,7 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = settings_for(config)
         if settings.pg_bin or settings.backend == "local":
-            binaries.find(settings.pg_bin)
+            binaries.find(settings.pg_bin, major=settings.version)
     except PgStandbyError as exc:
         raise pytest.UsageError(f"pytest-pgstandby: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
@@ -108,13 +116,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             f"pgstandby: external servers: primary {mask_secrets(settings.primary_dsn or '')}; "
             f"standbys {given} (never started, stopped or changed by the harness)"
         ]
-    lines = [f"pgstandby: backend={settings.backend}, image={settings.image}, keep={settings.keep}"]
+    version = f", version={settings.version}" if settings.version else ""
+    lines = [
+        f"pgstandby: backend={settings.backend}, image={settings.docker_image}, "
+        f"keep={settings.keep}{version}"
+    ]
     try:
-        lines.append(f"pgstandby: local binaries: {binaries.find(settings.pg_bin).describe()}")
+        found = binaries.find(settings.pg_bin, major=settings.version)
+        lines.append(f"pgstandby: local binaries: {found.describe()}")
     except PgStandbyError as exc:
         lines.append(f"pgstandby: local binaries: none usable ({str(exc).split('.')[0]})")
     if settings.backend in ("auto", "docker"):
-        usable, why = docker_status(settings.image)
+        usable, why = docker_status(settings.docker_image)
         if usable:
             verdict = "docker"
         else:
@@ -164,8 +177,15 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    live = item.config.stash.get(LIVE_KEY, {})
+    if report.when == "call":
+        # any cluster the test got, from our fixtures or a suite's own (server_version is
+        # read once per node, at build)
+        used = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Cluster)]
+        for cluster in dict.fromkeys(used):
+            with contextlib.suppress(PgStandbyError, psycopg.Error):
+                report.user_properties.append((SERVER_PROPERTY, cluster.describe_servers()))
     if report.failed:
-        live = item.config.stash.get(LIVE_KEY, {})
         for fixturename in getattr(item, "fixturenames", ()):
             entry = live.get(fixturename)
             if entry is None:
@@ -177,6 +197,28 @@ def pytest_runtest_makereport(
         if samples:
             report.sections.append(("pgstandby replication lag", _lag_section(item, samples)))
     return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """In the process that prints (the xdist controller too): which servers ran tests."""
+    if report.when != "call":
+        return
+    for name, value in report.user_properties:
+        if name == SERVER_PROPERTY:
+            _SERVERS_RAN[(str(value), report.outcome)] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per server that ran tests, as it printed its version: the matrix a run
+    proves (``PostgreSQL 13.22 (Debian 13.22-0+deb11u1) on docker (...): 40 passed``)."""
+    servers = sorted({server for server, _ in _SERVERS_RAN})
+    for server in servers:
+        counts = ", ".join(
+            f"{_SERVERS_RAN[(server, outcome)]} {outcome}"
+            for outcome in ("passed", "failed", "skipped")
+            if _SERVERS_RAN[(server, outcome)]
+        )
+        terminalreporter.write_line(f"pgstandby: {server}: {counts}")
 
 
 def _lag_section(item: pytest.Item, samples: list[LagSample]) -> str:

@@ -36,7 +36,7 @@ class ClusterSnapshot:
         ``settings`` may differ from the snapshot's in what does not shape the cluster
         (keep, timeout)."""
         settings = settings or self.settings
-        backend = LocalBackend(settings.pg_bin, settings.timeout)
+        backend = LocalBackend(settings.pg_bin, settings.timeout, major=settings.version)
         cluster = Cluster(settings, backend, f"restored from the snapshot {self.saved.root}")
         try:
             handles = restore(backend, self.saved)

@@ -1,30 +1,31 @@
 #!/bin/bash
 # Build the lab's PostgreSQL image without any container registry:
-#   1. pgstandby/debian-base:bookworm: `debootstrap --variant=minbase bookworm` from the
-#      host's configured apt mirror, imported with `docker import` (once);
+#   1. pgstandby/debian-base:<suite>: `debootstrap --variant=minbase <suite>` from the
+#      host's configured apt mirror, imported with `docker import` (once per suite);
 #   2. pgstandby/postgres:<major>: lab/image/Dockerfile on top of it, PostgreSQL from
 #      Debian's packages, same contract as the official `postgres` image.
+# Each Debian release carries one PostgreSQL major, so the major picks the release:
+# bullseye 13, bookworm 15, trixie 17 (--suite overrides it, e.g. for a mirror that
+# also serves apt.postgresql.org's packages).
 # An existing tag is reused unless --force is given. Concurrent callers (pytest-xdist
-# workers, two terminals) are serialised with flock: one builds, the others wait and
-# then find the image cached.
+# workers, two terminals) are serialised per suite with flock: one builds, the others
+# wait and then find the image cached; builds of different suites run side by side.
 #
-# usage: build.sh [--pg MAJOR] [--tag TAG] [--force] [--rebuild-base] [--check-args]
+# usage: build.sh [--pg MAJOR] [--suite SUITE] [--tag TAG] [--force] [--rebuild-base]
+#                 [--check-args]
 # env:   PGSTANDBY_APT_MIRROR / PGSTANDBY_APT_SECURITY_MIRROR override the mirror read
-#        from the host's apt configuration; PGSTANDBY_IMAGE_LOCK overrides the lock file;
-#        PGSTANDBY_PG_MAJORS lists the majors that mirror serves (default: bookworm's 15).
+#        from the host's apt configuration; PGSTANDBY_IMAGE_LOCK overrides the lock file.
 set -e
 set -o pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SUITE=bookworm
-BASE_IMAGE="pgstandby/debian-base:$SUITE"
 LABEL="org.pgstandby.image=1"
-LOCK_FILE="${PGSTANDBY_IMAGE_LOCK:-/tmp/pgstandby-image-build.lock}"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-# the image installs postgresql-MAJOR from the $SUITE mirror: Debian bookworm ships 15 only
-PG_MAJORS="${PGSTANDBY_PG_MAJORS:-15}"
+# The Debian release that carries each PostgreSQL major (its only postgresql-N package)
+SUITE_MAJORS="bullseye:13 bookworm:15 trixie:17"
 
 PG_MAJOR=15
+SUITE=""
 TAG=""
 FORCE=0
 REBUILD_BASE=0
@@ -32,14 +33,16 @@ CHECK_ARGS=0
 
 usage() {
     cat <<EOF
-usage: $(basename "$0") [--pg MAJOR] [--tag TAG] [--force] [--rebuild-base]
+usage: $(basename "$0") [--pg MAJOR] [--suite SUITE] [--tag TAG] [--force] [--rebuild-base]
 
 Builds the lab image (default tag pgstandby/postgres:MAJOR, MAJOR defaults to 15) from a
-Debian $SUITE root filesystem debootstrapped from the host's apt mirror.
-  --pg MAJOR       PostgreSQL major version (Debian $SUITE ships 15)
+Debian root filesystem debootstrapped from the host's apt mirror. The major picks the
+Debian release that carries it: bullseye 13, bookworm 15, trixie 17.
+  --pg MAJOR       PostgreSQL major version: 13, 15 or 17
+  --suite SUITE    the Debian release to build on (default: the one that carries MAJOR)
   --tag TAG        image tag (default pgstandby/postgres:MAJOR)
   --force          rebuild the image even if TAG exists
-  --rebuild-base   also re-create $BASE_IMAGE (debootstrap again)
+  --rebuild-base   also re-create the base image (debootstrap again)
   --check-args     judge the arguments and exit (0: a build would start); nothing else
 EOF
 }
@@ -53,6 +56,8 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --pg) [ $# -ge 2 ] || die "--pg needs a value"; PG_MAJOR="$2"; shift 2 ;;
         --pg=*) PG_MAJOR="${1#--pg=}"; shift ;;
+        --suite) [ $# -ge 2 ] || die "--suite needs a value"; SUITE="$2"; shift 2 ;;
+        --suite=*) SUITE="${1#--suite=}"; shift ;;
         --tag) [ $# -ge 2 ] || die "--tag needs a value"; TAG="$2"; shift 2 ;;
         --tag=*) TAG="${1#--tag=}"; shift ;;
         --force) FORCE=1; shift ;;
@@ -65,10 +70,17 @@ done
 case "$PG_MAJOR" in
     ''|*[!0-9]*) refuse "--pg must be a major version number, got '$PG_MAJOR'" ;;
 esac
-case " $PG_MAJORS " in
-    *" $PG_MAJOR "*) ;;
-    *) refuse "--pg $PG_MAJOR: postgresql-$PG_MAJOR is not on the image's apt mirror (for Debian $SUITE it serves PostgreSQL $PG_MAJORS); nothing was downloaded or built. Fix: --pg ${PG_MAJORS%% *}, or PGSTANDBY_PG_MAJORS=\"$PG_MAJORS $PG_MAJOR\" if PGSTANDBY_APT_MIRROR serves postgresql-$PG_MAJOR for $SUITE." ;;
+case "$SUITE" in
+    *[!a-z0-9-]*) refuse "--suite must be a Debian release name such as bookworm, got '$SUITE'" ;;
 esac
+if [ -z "$SUITE" ]; then
+    for pair in $SUITE_MAJORS; do
+        [ "${pair#*:}" = "$PG_MAJOR" ] && SUITE="${pair%%:*}"
+    done
+    [ -n "$SUITE" ] || refuse "--pg $PG_MAJOR: no Debian release carries postgresql-$PG_MAJOR (bullseye carries 13, bookworm 15, trixie 17); nothing was downloaded or built. Fix: --pg 13, 15 or 17, or add --suite SUITE if PGSTANDBY_APT_MIRROR serves postgresql-$PG_MAJOR for that release (apt.postgresql.org does)."
+fi
+BASE_IMAGE="pgstandby/debian-base:$SUITE"
+LOCK_FILE="${PGSTANDBY_IMAGE_LOCK:-/tmp/pgstandby-image-build-$SUITE.lock}"
 TAG="${TAG:-pgstandby/postgres:$PG_MAJOR}"
 [ "$CHECK_ARGS" = 0 ] || exit 0
 
@@ -274,11 +286,12 @@ old_image="$(image_id "$TAG")"
 CACHE_ARGS=()
 # --force means a real rebuild (fresh packages), not the classic builder's layer cache
 [ "$FORCE" = 1 ] && CACHE_ARGS=(--no-cache)
-say "docker build $TAG (PostgreSQL $PG_MAJOR)"
+say "docker build $TAG (PostgreSQL $PG_MAJOR on Debian $SUITE)"
 # the classic builder: the CLI may lack buildx, and the image needs no BuildKit feature
 DOCKER_BUILDKIT=0 docker build \
     --build-arg "PG_MAJOR=$PG_MAJOR" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    --build-arg "SUITE=$SUITE" \
     --label "$LABEL" --label "org.pgstandby.recipe=$RECIPE" \
     "${NETWORK_ARGS[@]}" "${ADD_HOST_ARGS[@]}" "${CACHE_ARGS[@]}" \
     --force-rm \

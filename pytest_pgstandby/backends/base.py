@@ -34,7 +34,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # of every line the scripts write, and the password in a passfile rather than in
 # primary_conninfo (set but empty, POSTGRES_REPLICATION_PASSWORD lets libpq read it).
 HARDENED_METHOD = "scram-sha-256"
-HARDENED_PRIMARY_VALUES = {"PGSTANDBY_REPLICATION_AUTH_METHOD": HARDENED_METHOD}
+HARDENED_PRIMARY_VALUES = {
+    "PGSTANDBY_REPLICATION_AUTH_METHOD": HARDENED_METHOD,
+    # a scram line needs a SCRAM verifier; PostgreSQL 13 stores md5 by default
+    "PGSTANDBY_PASSWORD_ENCRYPTION": HARDENED_METHOD,
+}
 
 
 def hardened_standby_values(passfile: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -53,6 +54,35 @@ def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
     return client
 
 
+#: the image's PostgreSQL major: our label (lab/image/Dockerfile), else the official
+#: images' PG_MAJOR environment variable
+MAJOR_LABEL = "org.pgstandby.pg-major"
+SUITE_LABEL = "org.pgstandby.debian-suite"
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What an image says of itself without running it: labels and environment."""
+
+    major: int | None
+    suite: str | None
+    pgdata: str | None
+
+    @classmethod
+    def of(cls, image: Any) -> ImageFacts:
+        config = image.attrs.get("Config") or {}
+        labels = config.get("Labels") or {}
+        env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
+        raw = labels.get(MAJOR_LABEL) or env.get("PG_MAJOR") or ""
+        major = int(raw) if raw.isdigit() else None
+        return cls(major, labels.get(SUITE_LABEL), env.get("PGDATA"))
+
+    def describe(self) -> str:
+        if self.major is None:
+            return "PostgreSQL major not labelled"
+        return f"PostgreSQL {self.major}" + (f", Debian {self.suite}" if self.suite else "")
+
+
 def availability(image: str) -> tuple[bool, str]:
     """Whether the Docker backend can run ``image`` now, and why (or why not)."""
     try:
@@ -60,12 +90,23 @@ def availability(image: str) -> tuple[bool, str]:
     except DockerUnavailableError:
         return False, "no Docker daemon answers"
     try:
-        client.images.get(image)
+        facts = ImageFacts.of(client.images.get(image))
     except docker.errors.ImageNotFound:
-        return False, f"image {image} is not present (build it: pgstandby image build)"
+        return False, f"image {image} is not present ({how_to_get(image)})"
     finally:
         client.close()
-    return True, f"Docker daemon answers and image {image} is present"
+    return True, f"Docker daemon answers and image {image} is present ({facts.describe()})"
+
+
+def how_to_get(image: str) -> str:
+    """How to make ``image`` here: the lab image's build for a pgstandby/postgres tag."""
+    repo, _, tag = image.rpartition(":")
+    if repo == "pgstandby/postgres" and tag.isdigit():
+        return f"build it: `pgstandby image build --pg {tag}`"
+    return (
+        "`pgstandby image build --pg 15` (then --pgstandby-image=pgstandby/postgres:15), or "
+        f"`docker pull {image}` where a registry is reachable"
+    )
 
 
 def _remove(thing: Any, **kwargs: Any) -> int:

@@ -27,7 +27,8 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from ..errors import ImageMissingError
+from ..binaries import MIN_MAJOR
+from ..errors import ImageMissingError, UnsupportedVersionError
 from ..labfiles import lab_file
 from . import reaper
 from .base import (
@@ -47,8 +48,10 @@ from .containers import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     LABEL_OWNER_START,
+    ImageFacts,
     availability,
     connect_docker,
+    how_to_get,
     refuse_clash,
     remove_network,
     sweep_leftovers,
@@ -107,15 +110,25 @@ class DockerBackend:
         self.timeout = timeout
         self.client = connect_docker()
         try:
-            labels = self.client.images.get(image).labels or {}
+            found = self.client.images.get(image)
         except docker.errors.ImageNotFound:
+            self.client.close()
             raise ImageMissingError(
                 f"image {image} is not in the local Docker engine, and pytest-pgstandby "
-                "does not pull. Fix: `pgstandby image build --pg 15` (then "
-                "--pgstandby-image=pgstandby/postgres:15), or `docker pull` the image where "
-                "a registry is reachable, or pick another with --pgstandby-image / "
-                "PGSTANDBY_IMAGE."
+                f"does not pull. Fix: {how_to_get(image)}, or pick another with "
+                "--pgstandby-image / PGSTANDBY_IMAGE."
             ) from None
+        labels = found.labels or {}
+        self.facts = ImageFacts.of(found)
+        if self.facts.major is not None and self.facts.major < MIN_MAJOR:
+            self.client.close()
+            raise UnsupportedVersionError(
+                f"image {image} holds PostgreSQL {self.facts.major} (its labels/PG_MAJOR say "
+                f"so), older than {MIN_MAJOR}: the documented procedure writes standby.signal "
+                "and primary_conninfo, which PostgreSQL reads from 12 on (recovery.conf "
+                "before); no container was started. Fix: an image of PostgreSQL 12 or newer "
+                "(`pgstandby image build --pg 13|15|17`)."
+            )
         if not os.environ.get("TESTCONTAINERS_RYUK_DISABLED"):
             # Our own labels and sweep do Ryuk's job; its image may not be pullable here.
             testcontainers_config.ryuk_disabled = True

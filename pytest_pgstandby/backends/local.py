@@ -275,12 +275,13 @@ class LocalBackend:
         timeout: float = 60.0,
         base: Path | None = None,
         hardened: bool = False,
+        major: str | None = None,
     ) -> None:
         self.timeout = timeout
         self.hardened = hardened
         self.account = run_account()
         self.uids = {os.geteuid(), self.account.uid}  # the only accounts it ever signals
-        found = binaries_mod.find(pg_bin)
+        found = binaries_mod.find(pg_bin, major=major)
         self.base = base or default_base()
         self.root = self._make_root()
         self.nodes: list[LocalNode] = []

@@ -41,16 +41,20 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
     if settings.backend == "docker":
         from .docker import DockerBackend
 
-        backend = DockerBackend(settings.image, settings.timeout, hardened=settings.hardened)
+        backend = DockerBackend(settings.docker_image, settings.timeout, hardened=settings.hardened)
         return backend, "asked for docker"
     if settings.backend == "auto":
-        usable, why = docker_status(settings.image)
+        usable, why = docker_status(settings.docker_image)
         if usable:
             from .docker import DockerBackend
 
-            backend = DockerBackend(settings.image, settings.timeout, hardened=settings.hardened)
+            backend = DockerBackend(
+                settings.docker_image, settings.timeout, hardened=settings.hardened
+            )
             return backend, f"auto: {why}"
         reason = f"auto: local, since {why}"
     else:
         reason = "asked for local"
-    return LocalBackend(settings.pg_bin, settings.timeout, hardened=settings.hardened), reason
+    return LocalBackend(
+        settings.pg_bin, settings.timeout, hardened=settings.hardened, major=settings.version
+    ), reason

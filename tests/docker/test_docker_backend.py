@@ -64,7 +64,10 @@ def test_a_primary_from_the_template_wants_the_password_the_harness_chose(pair) 
     hba = pair.primary.execute(
         "SELECT type, database, user_name, auth_method FROM pg_hba_file_rules"
     )
-    assert ("host", ["all"], ["all"], "scram-sha-256") in hba
+    # the official entrypoint's default: md5 up to 13, scram-sha-256 from 14 (as
+    # password_encryption's default)
+    method = "scram-sha-256" if pair.primary.server_version_num() >= 140000 else "md5"
+    assert ("host", ["all"], ["all"], method) in hba
 
 
 def test_a_docker_cluster_cannot_be_snapshotted_and_says_what_to_do(pair) -> None:  # type: ignore[no-untyped-def]
@@ -109,11 +112,11 @@ def test_name_clash_with_a_foreign_container_is_refused_untouched(
     docker_client, pgstandby_settings: Settings
 ) -> None:  # type: ignore[no-untyped-def]
     foreign = docker_client.containers.create(
-        pgstandby_settings.image, name="pgstandby-clashtest-primary", command=["true"]
+        pgstandby_settings.docker_image, name="pgstandby-clashtest-primary", command=["true"]
     )
     try:
         with pytest.raises(NameClashError, match=r"not ours.*left untouched"):
-            DockerBackend(pgstandby_settings.image, cluster_name="clashtest")
+            DockerBackend(pgstandby_settings.docker_image, cluster_name="clashtest")
         foreign.reload()
         assert foreign.status == "created"
     finally:
@@ -129,7 +132,7 @@ def test_leftovers_of_a_killed_pytest_are_swept_at_the_next_start(
         f"""
         import pathlib, time
         from pytest_pgstandby.backends.docker import DockerBackend
-        backend = DockerBackend({pgstandby_settings.image!r})
+        backend = DockerBackend({pgstandby_settings.docker_image!r})
         primary = backend.create_primary("primary")
         primary.container  # its creation runs beside the caller: wait for it
         pathlib.Path({str(ready)!r}).write_text(backend.cluster)
@@ -146,7 +149,7 @@ def test_leftovers_of_a_killed_pytest_are_swept_at_the_next_start(
         proc.wait()
         containers, networks = _ours(docker_client, cluster)
         assert len(containers) == 1 and len(networks) == 1  # left behind by the dead child
-        DockerBackend(pgstandby_settings.image).close()  # the next start sweeps
+        DockerBackend(pgstandby_settings.docker_image).close()  # the next start sweeps
         assert _ours(docker_client, cluster) == ([], [])
     finally:
         if proc.poll() is None:

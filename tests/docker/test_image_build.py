@@ -43,10 +43,10 @@ def test_a_major_the_mirror_lacks_is_refused_before_any_build_work(docker_client
     )
     assert result.returncode == 2
     assert result.stderr == (
-        "pgstandby: error: --pg 99: postgresql-99 is not on the image's apt mirror (for "
-        "Debian bookworm it serves PostgreSQL 15); nothing was downloaded or built. Fix: "
-        '--pg 15, or PGSTANDBY_PG_MAJORS="15 99" if PGSTANDBY_APT_MIRROR serves '
-        "postgresql-99 for bookworm.\n"
+        "pgstandby: error: --pg 99: no Debian release carries postgresql-99 (bullseye "
+        "carries 13, bookworm 15, trixie 17); nothing was downloaded or built. Fix: --pg 13, "
+        "15 or 17, or add --suite SUITE if PGSTANDBY_APT_MIRROR serves postgresql-99 for that "
+        "release (apt.postgresql.org does).\n"
     )
     assert result.stdout == "", "no step of the build started"
     assert not docker_client.images.list(name=tag)

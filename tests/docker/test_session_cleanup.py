@@ -24,7 +24,7 @@ def test_docker_session_leaves_nothing_labelled(
         """
     )
     result = pytester.runpytest_subprocess(
-        "--pgstandby-backend=docker", f"--pgstandby-image={pgstandby_settings.image}"
+        "--pgstandby-backend=docker", f"--pgstandby-image={pgstandby_settings.docker_image}"
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["pgstandby: docker -> docker: Docker daemon answers*"])
@@ -38,7 +38,7 @@ def test_docker_session_leaves_nothing_labelled(
     [
         (
             "present",
-            "pgstandby: auto -> docker: Docker daemon answers and image * is present",
+            "pgstandby: auto -> docker: Docker daemon answers and image * is present (PostgreSQL *",
             "docker",
         ),
         (
@@ -56,7 +56,7 @@ def test_auto_picks_docker_only_when_the_image_is_there_and_says_why(
     header: str,
     backend: str,
 ) -> None:  # type: ignore[no-untyped-def]
-    image = pgstandby_settings.image if image == "present" else image
+    image = pgstandby_settings.docker_image if image == "present" else image
     pytester.makepyfile(
         f"""
         def test_backend(pgstandby_cluster):

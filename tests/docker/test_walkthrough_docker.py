@@ -49,5 +49,8 @@ def test_a_missing_image_is_an_error_naming_the_fix(docker_client: Any) -> None:
     assert status == 2, out
     assert "pgstandby: error: image pgstandby/no-such-image:1 is not in the local Docker" in out
     assert "Fix: `pgstandby image build --pg 15` (then --image pgstandby/postgres:15)" in out
+    status, out, pid = walk("docker", "--image", "pgstandby/postgres:99")
+    assert status == 2, out
+    assert "Fix: build it: `pgstandby image build --pg 99`, or pick another" in out
     assert "Traceback" not in out
     assert _left_by(docker_client, pid) == []
