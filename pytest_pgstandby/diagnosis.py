@@ -17,7 +17,8 @@ KNOWN_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
         re.compile(r"requested WAL segment \S+ has already been removed"),
         "the standby cannot stream: its upstream has already removed WAL it still needs",
         "give the standby a replication slot (add_standby(slot=True), or slots=True), or "
-        "keep more WAL on the upstream (upstream.set_conf(wal_keep_size='1GB')) before it "
+        "keep more WAL on the upstream (upstream.set_conf(wal_keep_size='1GB'); on PostgreSQL "
+        "12, which predates wal_keep_size, wal_keep_segments=64) before it "
         "falls behind; this standby must now be rebuilt: standby.reclone()",
     ),
     (

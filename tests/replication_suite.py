@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from pytest_pgstandby import Cluster, Node
+from pytest_pgstandby.assertions.walsenders import COLUMNS_READ
 
 
 def test_row_written_on_primary_is_read_on_standby(pair: Cluster) -> None:
@@ -146,3 +147,17 @@ def test_restart_keeps_a_standbys_data_and_reclone_remakes_it(pair: Cluster) -> 
     assert standby.query_value("SHOW work_mem") == "4MB", "a new clone has the primary's"
     pair.primary.wait_for_catchup(standby)
     assert standby.is_in_recovery()
+
+
+def test_the_stat_views_have_every_column_the_harness_reads(pair: Cluster) -> None:
+    """On the version this suite runs on (the CI matrix: 13, 15, 17 in containers, 15 and
+    18 locally), pg_stat_replication and pg_stat_wal_receiver hold what the assertions and
+    waits read; a column a new major renames fails here, named."""
+    major = pair.primary.server_version_num() // 10000
+    for view, columns in COLUMNS_READ.items():
+        node = pair.primary if view == "pg_stat_replication" else pair.standby
+        with node.connect() as conn:
+            cur = conn.execute(f"SELECT * FROM {view} LIMIT 0")
+            present = {d.name for d in cur.description or ()}
+        wanted = {c for c, since in columns.items() if since <= major}
+        assert wanted <= present, f"PostgreSQL {major} {view} lacks {sorted(wanted - present)}"

@@ -17,6 +17,7 @@ from .walsenders import (
     pick_walsenders,
     read_conninfo_quietly,
     receiver_app_name,
+    receiver_flushed,
     show_sender,
     walsenders,
 )
@@ -88,7 +89,7 @@ def _streaming_check(p: Node, s: Node, report: Report) -> None:
             host, port = receiver.get("sender_host"), receiver.get("sender_port")
             report.see(
                 f"standby pg_stat_wal_receiver: status={receiver.get('status')} "
-                f"sender={host}:{port} flushed_lsn={receiver.get('flushed_lsn')} "
+                f"sender={host}:{port} flushed_lsn={receiver_flushed(receiver)} "
                 f"slot={receiver.get('slot_name')}"
             )
             if receiver.get("status") is None:

@@ -10,6 +10,40 @@ import psycopg
 from .conninfo import parse_conninfo
 from .servers import rows, scalar
 
+#: The columns of the two views the harness reads, each with the major that brought it
+#: (PostgreSQL 10 names the views' first form; the procedure's floor is 12). The one
+#: rename in that range: pg_stat_wal_receiver's flushed_lsn was received_lsn before 13
+#: (``receiver_flushed``). tests/replication_suite.py checks every column on every version
+#: the matrix runs.
+COLUMNS_READ: dict[str, dict[str, int]] = {
+    "pg_stat_replication": {
+        "pid": 10,
+        "application_name": 10,
+        "client_addr": 10,
+        "state": 10,
+        "sent_lsn": 10,
+        "flush_lsn": 10,
+        "replay_lsn": 10,
+        "replay_lag": 10,
+        "sync_state": 10,
+    },
+    "pg_stat_wal_receiver": {
+        "status": 10,
+        "received_tli": 10,
+        "slot_name": 10,
+        "sender_host": 11,
+        "sender_port": 11,
+        "conninfo": 10,
+        "flushed_lsn": 13,
+    },
+}
+
+
+def receiver_flushed(receiver: dict[str, Any]) -> Any:
+    """The last WAL position the receiver flushed: ``flushed_lsn``, ``received_lsn``
+    before PostgreSQL 13."""
+    return receiver.get("flushed_lsn", receiver.get("received_lsn"))
+
 
 def walsenders(conn: Any) -> list[dict[str, Any]]:
     return [

@@ -28,7 +28,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from ..binaries import MIN_MAJOR
-from ..errors import ImageMissingError, UnsupportedVersionError
+from ..errors import ImageMissingError, UnsupportedVersionError, VersionMismatchError
 from ..labfiles import lab_file
 from . import reaper
 from .base import (
@@ -104,6 +104,7 @@ class DockerBackend:
         timeout: float = 60.0,
         cluster_name: str | None = None,
         hardened: bool = False,
+        major: str | None = None,
     ) -> None:
         self.image = image
         self.hardened = hardened
@@ -128,6 +129,14 @@ class DockerBackend:
                 "and primary_conninfo, which PostgreSQL reads from 12 on (recovery.conf "
                 "before); no container was started. Fix: an image of PostgreSQL 12 or newer "
                 "(`pgstandby image build --pg 13|15|17`)."
+            )
+        if major and self.facts.major is not None and self.facts.major != int(major):
+            self.client.close()
+            raise VersionMismatchError(
+                f"version={major} was asked, but image {image} holds PostgreSQL "
+                f"{self.facts.major} (its labels/PG_MAJOR say so); no container was started. "
+                f"Fix: `pgstandby image build --pg {major} --force` to remake that tag, or "
+                "drop --pgstandby-version to run the image as it is."
             )
         if not os.environ.get("TESTCONTAINERS_RYUK_DISABLED"):
             # Our own labels and sweep do Ryuk's job; its image may not be pullable here.

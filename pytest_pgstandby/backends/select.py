@@ -41,7 +41,12 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
     if settings.backend == "docker":
         from .docker import DockerBackend
 
-        backend = DockerBackend(settings.docker_image, settings.timeout, hardened=settings.hardened)
+        backend = DockerBackend(
+            settings.docker_image,
+            settings.timeout,
+            hardened=settings.hardened,
+            major=settings.version,
+        )
         return backend, "asked for docker"
     if settings.backend == "auto":
         usable, why = docker_status(settings.docker_image)
