@@ -36,6 +36,16 @@ from .node import Node
 log = logging.getLogger(__name__)
 
 _NODE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # also a slot and application name
+#: describe_servers() of each cluster built in this process since the last take_built()
+_BUILT: list[str] = []
+
+
+def take_built() -> list[str]:
+    """The servers of the clusters built since the last call (the pytest plugin asks
+    after each phase of a test, so a cluster a test builds itself is counted too)."""
+    built = _BUILT[:]
+    _BUILT.clear()
+    return built
 
 
 class Cluster:
@@ -89,6 +99,7 @@ class Cluster:
                 self._make_synchronous(self.primary, direct, self.settings.synchronous)
         self.primary.handle.wait_ready()
         self._check_version()
+        _BUILT.append(self.describe_servers())
         return self
 
     @property

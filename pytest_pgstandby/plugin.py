@@ -18,7 +18,7 @@ from . import binaries, lagview
 from ._text import mask_secrets
 from .assertions.lag import LagSample
 from .backends.select import docker_status
-from .cluster import Cluster
+from .cluster import Cluster, take_built
 from .config import BACKENDS, KEEP, LIST_SETTINGS, Settings
 from .databases import ReplicatedDatabase, create_database, drop_database
 from .errors import PgStandbyError
@@ -178,13 +178,16 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     live = item.config.stash.get(LIVE_KEY, {})
+    built = take_built()  # clusters built in this phase: by fixtures, or the test itself
     if report.when == "call":
-        # any cluster the test got, from our fixtures or a suite's own (server_version is
+        # and any cluster the test got from a fixture built earlier (server_version is
         # read once per node, at build)
-        used = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Cluster)]
-        for cluster in dict.fromkeys(used):
-            with contextlib.suppress(PgStandbyError, psycopg.Error):
-                report.user_properties.append((SERVER_PROPERTY, cluster.describe_servers()))
+        servers = dict.fromkeys(built)
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Cluster):
+                with contextlib.suppress(PgStandbyError, psycopg.Error):
+                    servers[value.describe_servers()] = None
+        report.user_properties += [(SERVER_PROPERTY, server) for server in servers]
     if report.failed:
         for fixturename in getattr(item, "fixturenames", ()):
             entry = live.get(fixturename)
