@@ -80,3 +80,25 @@ def test_the_header_names_the_version_and_its_binaries(pytester: pytest.Pytester
             f"pgstandby: local binaries: PostgreSQL {major}.* from *",
         ]
     )
+
+
+def test_the_marker_picks_the_binaries_of_one_test(pytester: pytest.Pytester) -> None:
+    """@pytest.mark.pgstandby(pg_bin=...) on a function-scoped factory fixture: each test
+    its own binaries, and the summary counts each server."""
+    majors = _majors_here()
+    pytester.makeconftest(
+        "from pytest_pgstandby import factories\n"
+        "pair = factories.cluster(scope='function', backend='local')\n"
+    )
+    tests = [
+        f"@pytest.mark.pgstandby(pg_bin={bindir!r})\n"
+        f"def test_on_{major}(pair):\n"
+        f"    assert pair.primary.server_version_num() // 10000 == {major}\n"
+        for major, bindir in majors.items()
+    ]
+    pytester.makepyfile("import pytest\n\n" + "\n".join(tests))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=len(majors))
+    result.stdout.fnmatch_lines(
+        [f"pgstandby: PostgreSQL {major}.* on local (*): 1 passed" for major in sorted(majors)]
+    )

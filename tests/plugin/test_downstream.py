@@ -110,6 +110,9 @@ def test_failing_test_report_carries_the_servers_logs_and_no_password(
         assert password not in result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(
         [
+            # the report names the server that ran, as it printed its version
+            "*pgstandby servers*",
+            "PostgreSQL [1-9]*.* on local (*)",
             "*pgstandby standby1 setup*",
             "*pg_basebackup: base backup completed*",
             "*pgstandby standby1 log*",
