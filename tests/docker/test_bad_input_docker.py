@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -24,6 +22,7 @@ from pytest_pgstandby import (
 )
 from pytest_pgstandby.backends.containers import LABEL, LABEL_OWNER_PID
 from pytest_pgstandby.backends.docker import DockerBackend
+from tests.docker.images import derived_image
 
 pytestmark = pytest.mark.docker
 
@@ -41,24 +40,12 @@ def no_basebackup_image(
     docker_client: docker.DockerClient, pgstandby_settings: Settings
 ) -> Iterator[str]:
     """The project's image with pg_basebackup deleted, built here and removed after."""
-    tag = f"pgstandby-test/no-basebackup:{uuid.uuid4().hex[:10]}"
-    dockerfile = (
-        f"FROM {pgstandby_settings.docker_image}\n"
-        "RUN rm /usr/lib/postgresql/*/bin/pg_basebackup /usr/bin/pg_basebackup\n"
-    )
-    subprocess.run(
-        ["docker", "build", "-q", "-t", tag, "-"],
-        input=dockerfile,
-        text=True,
-        check=True,
-        capture_output=True,
-        timeout=300,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-    )
-    try:
+    with derived_image(
+        docker_client,
+        pgstandby_settings.docker_image,
+        "RUN rm /usr/lib/postgresql/*/bin/pg_basebackup /usr/bin/pg_basebackup",
+    ) as tag:
         yield tag
-    finally:
-        docker_client.images.remove(tag, force=True)
 
 
 def test_an_image_without_pg_basebackup_is_named_with_the_fix(
