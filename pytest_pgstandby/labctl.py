@@ -4,10 +4,14 @@ bring it up, take it down, and show it. ``pgstandby lab ...`` (cli.py) calls the
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import socket
 import subprocess
+import tarfile
+import time
+from typing import Any
 
 import psycopg
 
@@ -18,6 +22,7 @@ from .errors import PgStandbyError
 from .labfiles import lab_dir
 
 LAB_IMAGE_DEFAULT = "pgstandby/postgres:15"
+PGDATA = "/var/lib/postgresql/data"  # lab/docker-compose.yml pins it
 LAB_PASSWORD_DEFAULT = "postgres"  # lab/docker-compose.yml's POSTGRES_PASSWORD default
 
 
@@ -140,6 +145,25 @@ def _wait_lab(env: dict[str, str], timeout: float, until: str = "streaming") -> 
         )
         return out.stdout + out.stderr
 
+    last_look = [0.0]
+
+    def primary_gone() -> str | None:
+        """A primary that exited never comes back by waiting (a data directory of
+        another major, say): said at once, with its last log line, not after the timeout."""
+        if time.monotonic() - last_look[0] < 2.0:
+            return None
+        last_look[0] = time.monotonic()
+        if _lab_running(env, "primary") is not False:
+            return None
+        name = _lab_container(env, "primary")
+        out = subprocess.run(
+            ["docker", "logs", "--tail", "5", name], capture_output=True, text=True
+        )
+        lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+        return f"the lab's primary ({name}) has exited" + (
+            f"; its log ends: {' / '.join(lines[-2:])}" if lines else ""
+        )
+
     what = {"accepting": "accept connections"}.get(until, f"be {until}")
     poll_until(
         reached,
@@ -147,7 +171,41 @@ def _wait_lab(env: dict[str, str], timeout: float, until: str = "streaming") -> 
         timeout=timeout,
         interval=0.2,
         log=standby_log,
+        abort=primary_gone,
     )
+
+
+def _refuse_another_major(env: dict[str, str], client: Any, image: str) -> None:
+    """`up` over a lab whose primary volume holds another major's data directory: the new
+    image's server would refuse it ("database files are incompatible with server")."""
+    try:
+        old = client.containers.get(_lab_container(env, "primary"))
+        # read from the container's mounts, running or not: the volume's own PG_VERSION
+        pgdata = env.get("PGSTANDBY_LAB_PGDATA") or PGDATA
+        stream, _ = old.get_archive(f"{pgdata}/PG_VERSION")
+    except (docker_errors().NotFound, docker_errors().APIError):
+        return
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.extractfile("PG_VERSION")
+        had = member.read().decode().strip() if member else ""
+    from .backends.containers import ImageFacts
+
+    wants = ImageFacts.of(client.images.get(image)).major
+    if had.isdigit() and wants is not None and int(had) != wants:
+        volumes = [m.get("Name") for m in old.attrs.get("Mounts", []) if m.get("Type") == "volume"]
+        where = f"its volume {volumes[0]}" if volumes else "its data directory"
+        raise PgStandbyError(
+            f"the lab's primary keeps a PostgreSQL {had} data directory ({where}), which "
+            f"{image} (PostgreSQL {wants}) cannot read; nothing was changed. Fix: `pgstandby "
+            "lab down` (removes the lab's containers and volumes, and its data), then "
+            f"`pgstandby lab up --image {image}`; or keep a PostgreSQL {had} image."
+        )
+
+
+def docker_errors() -> Any:
+    import docker.errors
+
+    return docker.errors
 
 
 class Lab:
@@ -199,13 +257,17 @@ class Lab:
         # imported here: docker-py and testcontainers cost ~0.2 s, and only `up` needs them
         from .backends.docker import availability, connect_docker
 
-        connect_docker().close()  # no daemon: an error that says how to start one
-        usable, why = availability(self.env["PGSTANDBY_IMAGE"])
-        if not usable:
-            raise PgStandbyError(
-                f"cannot bring the lab up: {why}. Fix: `pgstandby image build --pg 15`, or "
-                "`docker pull` an official image and pass --image."
-            )
+        client = connect_docker()  # no daemon: an error that says how to start one
+        try:
+            usable, why = availability(self.env["PGSTANDBY_IMAGE"])
+            if not usable:
+                raise PgStandbyError(
+                    f"cannot bring the lab up: {why}. Fix: `pgstandby image build --pg 15`, "
+                    "or `docker pull` an official image and pass --image."
+                )
+            _refuse_another_major(self.env, client, self.env["PGSTANDBY_IMAGE"])
+        finally:
+            client.close()
 
     def down(self) -> int:
         return self.compose("down", "-v")

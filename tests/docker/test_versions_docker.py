@@ -4,7 +4,12 @@ bite (a wrong major refused, PostgreSQL 13's md5 verifiers, images older than 12
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
+import uuid
 from dataclasses import replace
 
 import docker
@@ -12,10 +17,14 @@ import pytest
 
 from pytest_pgstandby import (
     Settings,
+    SetupFailedError,
     UnsupportedVersionError,
     VersionMismatchError,
     start_cluster,
 )
+from pytest_pgstandby.backends.sessions import free_port
+from pytest_pgstandby.labctl import Lab
+from tests.docker.compose import ComposeLab
 from tests.docker.images import MATRIX, derived_image, ensure_images
 
 pytestmark = pytest.mark.docker
@@ -162,3 +171,54 @@ def test_postgresql_13_stores_md5_and_the_hardened_profile_asks_for_scram(
     assert stored.startswith("md5") and replicated
     stored, replicated = _verifier(pgstandby_settings, profile="hardened")
     assert stored == "SCRAM-SHA-256" and replicated
+
+
+def _lab(lab: ComposeLab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "lab", *args],
+        env=lab.env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def test_the_lab_runs_on_13_and_refuses_17_over_its_volume(
+    docker_client: docker.DockerClient, images: dict[str, str]
+) -> None:
+    """The classroom lab (the seed's procedure as compose runs it) on 13; then `lab up
+    --image` of 17 over it: the volume keeps a 13 data directory that 17 cannot read.
+    Refused before compose touches anything; and if compose is run by hand anyway, the
+    wait stops at once on the primary that exited, with its own words."""
+    lab = ComposeLab(f"pgstandby-v-{os.getpid()}-{uuid.uuid4().hex[:6]}", free_port(), free_port())
+    lab.env["COMPOSE_PROJECT_NAME"] = lab.project
+    lab.env["PGSTANDBY_IMAGE"] = images["13"]
+    try:
+        up = _lab(lab, "up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        check = _lab(lab, "check")
+        assert check.stdout.rstrip().endswith("5 passed, 0 failed"), check.stdout
+        again = _lab(lab, "up", "--image", images["17"])
+        assert again.returncode == 2
+        assert again.stderr == (
+            "pgstandby: error: the lab's primary keeps a PostgreSQL 13 data directory (its "
+            f"volume {lab.project}_primary-data), which {images['17']} (PostgreSQL 17) cannot "
+            "read; nothing was changed. Fix: `pgstandby lab down` (removes the lab's "
+            f"containers and volumes, and its data), then `pgstandby lab up --image "
+            f"{images['17']}`; or keep a PostgreSQL 13 image.\n"
+        )
+        with lab.connect(lab.primary_port) as conn:  # untouched: still 13, still serving
+            assert conn.execute("SHOW server_version_num").fetchone()[0].startswith("13")
+        lab.env["PGSTANDBY_IMAGE"] = images["17"]
+        lab.run("up", "-d", check=True)  # what the preflight prevents, done by hand
+        started = time.monotonic()
+        with pytest.raises(SetupFailedError) as info:
+            Lab(lab.env).wait(120)
+        assert time.monotonic() - started < 30, "said when the primary exited, not at 120 s"
+        assert f"the lab's primary ({lab.primary}) has exited; its log ends:" in str(info.value)
+        assert "database files are incompatible with server" in str(info.value)
+    finally:
+        lab.remember_volumes()
+        down = lab.run("down", "-v", "--remove-orphans")
+        assert down.returncode == 0, down.stderr
+        assert not lab.leftovers(), lab.leftovers()
