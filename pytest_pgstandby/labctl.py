@@ -4,12 +4,10 @@ bring it up, take it down, and show it. ``pgstandby lab ...`` (cli.py) calls the
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import socket
 import subprocess
-import tarfile
 import time
 from typing import Any
 
@@ -178,34 +176,21 @@ def _wait_lab(env: dict[str, str], timeout: float, until: str = "streaming") -> 
 def _refuse_another_major(env: dict[str, str], client: Any, image: str) -> None:
     """`up` over a lab whose primary volume holds another major's data directory: the new
     image's server would refuse it ("database files are incompatible with server")."""
-    try:
-        old = client.containers.get(_lab_container(env, "primary"))
-        # read from the container's mounts, running or not: the volume's own PG_VERSION
-        pgdata = env.get("PGSTANDBY_LAB_PGDATA") or PGDATA
-        stream, _ = old.get_archive(f"{pgdata}/PG_VERSION")
-    except (docker_errors().NotFound, docker_errors().APIError):
-        return
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        member = tar.extractfile("PG_VERSION")
-        had = member.read().decode().strip() if member else ""
-    from .backends.containers import ImageFacts
+    from .backends.containers import ImageFacts, pg_version_in, volume_at
 
+    name = _lab_container(env, "primary")
+    pgdata = env.get("PGSTANDBY_LAB_PGDATA") or PGDATA
+    had = pg_version_in(client, name, pgdata)
     wants = ImageFacts.of(client.images.get(image)).major
-    if had.isdigit() and wants is not None and int(had) != wants:
-        volumes = [m.get("Name") for m in old.attrs.get("Mounts", []) if m.get("Type") == "volume"]
-        where = f"its volume {volumes[0]}" if volumes else "its data directory"
+    if had and had.isdigit() and wants is not None and int(had) != wants:
+        volume = volume_at(client, name, pgdata)
+        where = f"its volume {volume}" if volume else "its data directory"
         raise PgStandbyError(
             f"the lab's primary keeps a PostgreSQL {had} data directory ({where}), which "
             f"{image} (PostgreSQL {wants}) cannot read; nothing was changed. Fix: `pgstandby "
             "lab down` (removes the lab's containers and volumes, and its data), then "
             f"`pgstandby lab up --image {image}`; or keep a PostgreSQL {had} image."
         )
-
-
-def docker_errors() -> Any:
-    import docker.errors
-
-    return docker.errors
 
 
 class Lab:

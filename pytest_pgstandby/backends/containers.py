@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import os
 import socket
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,27 @@ class ImageFacts:
         if self.major is None:
             return "PostgreSQL major not labelled"
         return f"PostgreSQL {self.major}" + (f", Debian {self.suite}" if self.suite else "")
+
+
+def pg_version_in(client: docker.DockerClient, container: str, pgdata: str) -> str | None:
+    """``PG_VERSION`` of a container's data directory, read through the container whether
+    it runs or not (its volume's, when one is mounted there); None without one."""
+    try:
+        stream, _ = client.containers.get(container).get_archive(f"{pgdata}/PG_VERSION")
+    except (docker.errors.NotFound, docker.errors.APIError):
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.extractfile("PG_VERSION")
+        return member.read().decode().strip() if member else None
+
+
+def volume_at(client: docker.DockerClient, container: str, path: str) -> str | None:
+    """The name of the volume a container mounts at ``path``, if any."""
+    try:
+        mounts = client.containers.get(container).attrs.get("Mounts", [])
+    except docker.errors.NotFound:
+        return None
+    return next((m.get("Name") for m in mounts if m.get("Destination") == path), None)
 
 
 def availability(image: str) -> tuple[bool, str]:

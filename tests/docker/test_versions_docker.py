@@ -86,7 +86,8 @@ def test_an_image_of_another_major_is_refused_before_any_container(
     docker_client: docker.DockerClient, pgstandby_settings: Settings, images: dict[str, str]
 ) -> None:
     """A tag that says 13 on an image that holds 15: its labels give it away."""
-    with derived_image(docker_client, images["15"]) as tag:
+    # a layer of its own: the ancestor filter below must not match the 15 image's containers
+    with derived_image(docker_client, images["15"], "LABEL org.pgstandby.test=mislabelled") as tag:
         asked = replace(pgstandby_settings, image=tag, version=None)
         mislabelled = tag.rpartition(":")[0] + ":13"
         docker_client.images.get(tag).tag(mislabelled)
