@@ -19,6 +19,7 @@ from .assertions import assert_primary_conninfo, assert_standby_signal
 from .assertions.conninfo import parse_conninfo, read_conninfo
 from .assertions.report import error_text
 from .diagnosis import KNOWN_FAILURES
+from .errors import PgStandbyError
 from .node import Node, ServerLike, as_node
 
 _BASEBACKUP_ERROR = re.compile(r"^pg_basebackup: error: .*$", re.MULTILINE)
@@ -45,6 +46,7 @@ def diagnose(primary: ServerLike, standby: ServerLike) -> list[Step]:
     p, s = as_node(primary, role="primary"), as_node(standby, role="standby")
     steps: list[Callable[[Node, Node, Seen], Step]] = [
         _primary_ready,
+        _data_directory,
         _base_backup,
         _standby_signal,
         _primary_conninfo,
@@ -54,7 +56,21 @@ def diagnose(primary: ServerLike, standby: ServerLike) -> list[Step]:
         _streaming,
     ]
     once = Seen(s)
-    return [step(p, s, once) for step in steps]
+    return [_checked(step, p, s, once) for step in steps]
+
+
+def _checked(step: Callable[[Node, Node, Seen], Step], p: Node, s: Node, seen: Seen) -> Step:
+    """A step whose server does not answer (a standby that exited) is reported as not
+    checked, not raised: the steps before it, the data directory's above all, say why."""
+    try:
+        return step(p, s, seen)
+    except (psycopg.Error, PgStandbyError, OSError) as exc:
+        return Step(
+            step.__name__.lstrip("_").replace("_", " "), False,
+            f"not checked: {error_text(exc)}",
+            "the server this step reads does not answer: fix the first broken step above, "
+            "and read its log (docker logs)",
+        )  # fmt: skip
 
 
 class Seen:
@@ -91,6 +107,39 @@ def _primary_ready(p: Node, s: Node, standby: Seen) -> Step:
             "waits for it with pg_isready",
         )  # fmt: skip
     return Step(name, True, f"{p.label} accepts connections")
+
+
+#: where the procedure writes (setup-standby.sh's DATA_DIR, the seed's value) and where the
+#: lab keeps its volumes
+PROCEDURE_DATA_DIR = "/var/lib/postgresql/data"
+
+
+def _data_directory(p: Node, s: Node, standby: Seen) -> Step:
+    """Servers in containers run from the procedure's directory: an image that moved PGDATA
+    (postgres:18: /var/lib/postgresql/18/docker) and a container that did not pin it run
+    a server that never reads the files the procedure wrote, or keeps them off the volume."""
+    name = "data directory"
+    elsewhere = []
+    for node in (p, s):
+        if node.container_name() is None:
+            continue
+        try:
+            where = node.query_value("SHOW data_directory", connect_timeout=3)
+        except psycopg.Error:
+            continue  # a server that does not answer is another step's finding
+        if where != PROCEDURE_DATA_DIR:
+            elsewhere.append(f"{node.container_name()} runs from {where}")
+    if not elsewhere:
+        return Step(name, True, f"{PROCEDURE_DATA_DIR} (or not in a container)")
+    return Step(
+        name, False,
+        f"{'; '.join(elsewhere)}, not {PROCEDURE_DATA_DIR} where the procedure writes "
+        "(standby.signal, pg_hba.conf) and the lab keeps its volumes: the image moved "
+        "PGDATA (postgres:18 uses /var/lib/postgresql/18/docker) and nothing pinned it",
+        f"set PGDATA={PROCEDURE_DATA_DIR} in the containers' environment "
+        "(lab/docker-compose.yml pins it), then `pgstandby lab down` and `lab up`; or give "
+        "the procedure that directory (PGSTANDBY_DATA_DIR)",
+    )  # fmt: skip
 
 
 def _base_backup(p: Node, s: Node, standby: Seen) -> Step:

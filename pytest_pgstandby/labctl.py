@@ -77,12 +77,12 @@ def _lab_running(env: dict[str, str], role: str) -> bool | None:
     )
 
 
-def _require_lab_up(env: dict[str, str]) -> None:
+def _require_lab_up(env: dict[str, str], running: bool = True) -> None:
     states = {role: _lab_running(env, role) for role in ("primary", "standby")}
     down = [
         f"{_lab_container(env, r)} ({'stopped' if s is False else 'absent'})"
         for r, s in states.items()
-        if not s
+        if s is None or (running and not s)
     ]
     if down:
         raise PgStandbyError(
@@ -145,22 +145,25 @@ def _wait_lab(env: dict[str, str], timeout: float, until: str = "streaming") -> 
 
     last_look = [0.0]
 
-    def primary_gone() -> str | None:
-        """A primary that exited never comes back by waiting (a data directory of
-        another major, say): said at once, with its last log line, not after the timeout."""
+    def exited() -> str | None:
+        """A lab container that exited never comes back by waiting (it has no restart
+        policy): a data directory of another major, files the server account cannot
+        read. Said at once, with its last log lines, not after the timeout."""
         if time.monotonic() - last_look[0] < 2.0:
             return None
         last_look[0] = time.monotonic()
-        if _lab_running(env, "primary") is not False:
-            return None
-        name = _lab_container(env, "primary")
-        out = subprocess.run(
-            ["docker", "logs", "--tail", "5", name], capture_output=True, text=True
-        )
-        lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
-        return f"the lab's primary ({name}) has exited" + (
-            f"; its log ends: {' / '.join(lines[-2:])}" if lines else ""
-        )
+        for role in ("primary", "standby"):
+            if _lab_running(env, role) is not False:
+                continue
+            name = _lab_container(env, role)
+            out = subprocess.run(
+                ["docker", "logs", "--tail", "5", name], capture_output=True, text=True
+            )
+            lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+            return f"the lab's {role} ({name}) has exited" + (
+                f"; its log ends: {' / '.join(lines[-2:])}" if lines else ""
+            )
+        return None
 
     what = {"accepting": "accept connections"}.get(until, f"be {until}")
     poll_until(
@@ -169,7 +172,7 @@ def _wait_lab(env: dict[str, str], timeout: float, until: str = "streaming") -> 
         timeout=timeout,
         interval=0.2,
         log=standby_log,
-        abort=primary_gone,
+        abort=exited,
     )
 
 
@@ -215,9 +218,10 @@ class Lab:
     def server(self, role: str) -> a.Server:
         return a.Server(self.dsn(role), container=self.container(role))
 
-    def servers(self) -> tuple[a.Server, a.Server]:
-        """The running lab pair (an error that says `pgstandby lab up` if it is not up)."""
-        _require_lab_up(self.env)
+    def servers(self, running: bool = True) -> tuple[a.Server, a.Server]:
+        """The running lab pair (an error that says `pgstandby lab up` if it is not up;
+        ``running=False``: containers that exist, running or not, for the doctor)."""
+        _require_lab_up(self.env, running)
         return self.server("primary"), self.server("standby")
 
     def up(
