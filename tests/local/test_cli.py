@@ -194,6 +194,7 @@ def test_doctor_names_the_first_broken_step_its_evidence_and_fix(
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
         assert [line.split(":")[0] for line in healthy.stdout.splitlines()[:-1]] == [
             "ok      primary is ready",
+            "ok      data directory",
             "ok      base backup",
             "ok      standby.signal exists",
             "ok      primary_conninfo",

@@ -30,7 +30,7 @@ def test_each_major_on_this_machine_runs_when_asked_for(pgstandby_settings: Sett
             assert c.backend.bins.major == major, bindir
             assert c.standby.server_version_num() // 10000 == major
             assert re.fullmatch(
-                rf"PostgreSQL {major}\.\d+.* on local \(\w+\)", c.describe_servers()
+                rf"PostgreSQL {major}\.\d+.* on local \(.+\)", c.describe_servers()
             )
             c.primary.execute("CREATE TABLE m AS SELECT %s::int AS major", [major])
             c.primary.wait_for_catchup(c.standby)
