@@ -29,9 +29,7 @@ def test_each_major_on_this_machine_runs_when_asked_for(pgstandby_settings: Sett
         with start_cluster(pgstandby_settings, backend="local", version=str(major)) as c:
             assert c.backend.bins.major == major, bindir
             assert c.standby.server_version_num() // 10000 == major
-            assert re.fullmatch(
-                rf"PostgreSQL {major}\.\d+.* on local \(.+\)", c.describe_servers()
-            )
+            assert re.fullmatch(rf"PostgreSQL {major}\.\d+.* on local \(.+\)", c.describe_servers())
             c.primary.execute("CREATE TABLE m AS SELECT %s::int AS major", [major])
             c.primary.wait_for_catchup(c.standby)
             assert c.standby.execute("SELECT major FROM m") == [(major,)]
