@@ -86,10 +86,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PASSFILE_IN_CONTAINER = "/var/lib/postgresql/pgstandby.pgpass"  # postgres's home, not PGDATA
+# The script's stderr (pg_basebackup's -v/-P lines, then the server's log) joins its
+# stdout in the container: Docker copies the two streams apart, and its log may then put
+# "base backup completed" after the script's next echo, past where the setup output ends.
+_SCRIPT = "bash /setup-standby.sh 2>&1"
 _WRITE_PASSFILE_THEN_SCRIPT = (
     'umask 077 && printf "%s\\n" "$PGSTANDBY_PASSFILE_LINE" > "$PGPASSFILE" && '
     'chown postgres: "$PGPASSFILE" && unset PGSTANDBY_PASSFILE_LINE && '
-    "exec bash /setup-standby.sh"
+    f"exec {_SCRIPT}"
 )
 
 
@@ -293,7 +297,7 @@ class DockerBackend:
             # final sync of every file costs nothing.
             .with_tmpfs_mount(PGDATA)
         )
-        entrypoint = ["bash", "/setup-standby.sh"]
+        entrypoint = ["bash", "-c", f"exec {_SCRIPT}"]
         if self.hardened:
             container, entrypoint = self._with_passfile(container)
         container = container.with_kwargs(labels=dict(self.labels), entrypoint=entrypoint)
