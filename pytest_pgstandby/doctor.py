@@ -18,6 +18,7 @@ from psycopg.conninfo import make_conninfo
 from .assertions import assert_primary_conninfo, assert_standby_signal
 from .assertions.conninfo import parse_conninfo, read_conninfo
 from .assertions.report import error_text
+from .backends.external import ExternalNode
 from .diagnosis import KNOWN_FAILURES
 from .errors import PgStandbyError
 from .node import Node, ServerLike, as_node
@@ -115,31 +116,80 @@ PROCEDURE_DATA_DIR = "/var/lib/postgresql/data"
 
 
 def _data_directory(p: Node, s: Node, standby: Seen) -> Step:
-    """Servers in containers run from the procedure's directory: an image that moved PGDATA
-    (postgres:18: /var/lib/postgresql/18/docker) and a container that did not pin it run
-    a server that never reads the files the procedure wrote, or keeps them off the volume."""
+    """Servers in containers run from the directory the procedure wrote: an image that moved
+    PGDATA (postgres:18: /var/lib/postgresql/18/docker) in a container that did not pin it
+    runs a server that never reads those files, or keeps its own off the volume. Only a
+    server in a container has a known directory; for any other the step is not checked."""
     name = "data directory"
-    elsewhere = []
-    for node in (p, s):
-        if node.container_name() is None:
-            continue
-        try:
-            where = node.query_value("SHOW data_directory", connect_timeout=3)
-        except psycopg.Error:
-            continue  # a server that does not answer is another step's finding
-        if where != PROCEDURE_DATA_DIR:
-            elsewhere.append(f"{node.container_name()} runs from {where}")
+    inside = [node for node in (p, s) if node.container_name() is not None]
+    if not inside:
+        return Step(
+            name, True, "not checked: neither server is in a container (Server(dsn, "
+            "container=...)), where the directory the procedure wrote is known",
+        )  # fmt: skip
+    seen: list[str] = []
+    elsewhere: list[tuple[str, str]] = []  # (what the server shows, where it should run)
+    for node in inside:
+        found, where = _runs_from(node)
+        expected = _written_dir(node)
+        if where is not None and where != expected:
+            elsewhere.append((found, expected))
+        else:
+            seen.append(found)
     if not elsewhere:
-        return Step(name, True, f"{PROCEDURE_DATA_DIR} (or not in a container)")
+        return Step(name, True, "; ".join(seen))
+    dirs = sorted({expected for _, expected in elsewhere})
+    if len(dirs) == 1:
+        shown = f"{'; '.join(found for found, _ in elsewhere)}, not {dirs[0]}"
+    else:
+        shown = "; ".join(f"{found}, not {expected}" for found, expected in elsewhere)
+    if dirs != [PROCEDURE_DATA_DIR]:  # a directory given for the server (--standby-data-dir)
+        return Step(
+            name, False, f"{shown}, the directory given for it, where the procedure wrote",
+            "give the doctor the directory the server runs from (Server(dsn, data_dir=...)); "
+            "or, if the procedure wrote the one given, set PGDATA to it in the container's "
+            "environment",
+        )  # fmt: skip
     return Step(
         name, False,
-        f"{'; '.join(elsewhere)}, not {PROCEDURE_DATA_DIR} where the procedure writes "
-        "(standby.signal, pg_hba.conf) and the lab keeps its volumes: the image moved "
-        "PGDATA (postgres:18 uses /var/lib/postgresql/18/docker) and nothing pinned it",
+        f"{shown} where the procedure writes (standby.signal, pg_hba.conf) and the lab keeps "
+        "its volumes: the image moved PGDATA (postgres:18 uses /var/lib/postgresql/18/docker) "
+        "and nothing pinned it",
         f"set PGDATA={PROCEDURE_DATA_DIR} in the containers' environment "
         "(lab/docker-compose.yml pins it), then `pgstandby lab down` and `lab up`; or give "
         "the procedure that directory (PGSTANDBY_DATA_DIR)",
     )  # fmt: skip
+
+
+def _written_dir(node: Node) -> str:
+    """The directory the procedure wrote for a server in a container: the one given for it
+    (the harness's pinned PGDATA, Server(dsn, data_dir=...)), else the lab's."""
+    if isinstance(node.handle, ExternalNode):
+        return node.handle.server.data_dir or PROCEDURE_DATA_DIR
+    return node.data_dir or PROCEDURE_DATA_DIR
+
+
+def _runs_from(node: Node) -> tuple[str, str | None]:
+    """What a server in a container shows of its data directory, and that directory; a
+    server that does not show it (it exited, or the role may not read data_directory) is
+    judged by its container's PGDATA, where the image's entrypoint prepares and initdbs."""
+    container = str(node.container_name())
+    try:
+        where = str(node.query_value("SHOW data_directory", connect_timeout=3))
+        return f"{container} runs from {where}", where
+    except psycopg.OperationalError:
+        why = "does not answer"
+    except psycopg.Error:
+        why = "does not show its data_directory to this role"
+    from .backends.containers import container_env, find_container
+
+    try:
+        env = container_env(find_container(container), "PGDATA")
+    except PgStandbyError:
+        env = None
+    if env is None:
+        return f"{container} {why}: not checked", None
+    return f"{container} {why}, and its environment sets PGDATA={env}", env
 
 
 def _base_backup(p: Node, s: Node, standby: Seen) -> Step:
