@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import psycopg
 
@@ -80,6 +81,16 @@ class ComposeLab:
         self, *args: str, timeout: float = COMPOSE_TIMEOUT, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
         return run(self.compose + list(args), timeout=timeout, env=self.env, check=check)
+
+    def pgstandby(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        """`pgstandby lab ARGS` on this lab (its project, names and ports)."""
+        return subprocess.run(
+            [sys.executable, "-m", "pytest_pgstandby.cli", "lab", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def logs(self, lines: int = 40) -> str:
         try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -41,13 +40,7 @@ def lab(lab_image: str) -> Iterator[ComposeLab]:
 def pgstandby(
     lab: ComposeLab, *args: str, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_pgstandby.cli", "lab", *args],
-        env=lab.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return lab.pgstandby(*args, timeout=timeout)
 
 
 def failed_checks(output: str) -> set[str]:

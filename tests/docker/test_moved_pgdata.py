@@ -5,8 +5,6 @@ pins it too, and when it is not pinned, `lab doctor` names the servers that run 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -96,16 +94,6 @@ def _lab(moved_image: str, pgdata: str | None) -> ComposeLab:
     return lab
 
 
-def _cli(lab: ComposeLab, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_pgstandby.cli", "lab", *args],
-        env=lab.env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-
-
 @pytest.mark.parametrize("pinned", [False, True], ids=["unpinned", "pinned"])
 def test_lab_doctor_names_a_server_that_runs_off_the_procedures_directory(
     docker_client: docker.DockerClient, moved_image: str, pinned: bool
@@ -113,9 +101,9 @@ def test_lab_doctor_names_a_server_that_runs_off_the_procedures_directory(
     lab = _lab(moved_image, None if pinned else MOVED)
     try:
         started = time.monotonic()
-        up = _cli(lab, "up")
+        up = lab.pgstandby("up")
         took = time.monotonic() - started
-        doctor = _cli(lab, "doctor")
+        doctor = lab.pgstandby("doctor")
         on_volume = run(["docker", "exec", lab.primary, "ls", "-A", PINNED], check=True).stdout
         if pinned:
             assert up.returncode == 0, up.stdout + up.stderr

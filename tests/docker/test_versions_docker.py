@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import replace
@@ -174,16 +172,6 @@ def test_postgresql_13_stores_md5_and_the_hardened_profile_asks_for_scram(
     assert stored == "SCRAM-SHA-256" and replicated
 
 
-def _lab(lab: ComposeLab, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_pgstandby.cli", "lab", *args],
-        env=lab.env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-
-
 def test_the_lab_runs_on_13_and_refuses_17_over_its_volume(
     docker_client: docker.DockerClient, images: dict[str, str]
 ) -> None:
@@ -195,11 +183,11 @@ def test_the_lab_runs_on_13_and_refuses_17_over_its_volume(
     lab.env["COMPOSE_PROJECT_NAME"] = lab.project
     lab.env["PGSTANDBY_IMAGE"] = images["13"]
     try:
-        up = _lab(lab, "up")
+        up = lab.pgstandby("up")
         assert up.returncode == 0, up.stdout + up.stderr
-        check = _lab(lab, "check")
+        check = lab.pgstandby("check")
         assert check.stdout.rstrip().endswith("5 passed, 0 failed"), check.stdout
-        again = _lab(lab, "up", "--image", images["17"])
+        again = lab.pgstandby("up", "--image", images["17"])
         assert again.returncode == 2
         assert again.stderr == (
             "pgstandby: error: the lab's primary keeps a PostgreSQL 13 data directory (its "
