@@ -126,9 +126,11 @@ def how_to_get(image: str) -> str:
     repo, _, tag = image.rpartition(":")
     if repo == "pgstandby/postgres" and tag.isdigit():
         return f"build it: `pgstandby image build --pg {tag}`"
+    # the official postgres:13 asks for 13 (as a version=13 makes of postgres:17)
+    major = tag if tag.isdigit() and repo.rpartition("/")[2] == "postgres" else "15"
     return (
-        "`pgstandby image build --pg 15` (then --pgstandby-image=pgstandby/postgres:15), or "
-        f"`docker pull {image}` where a registry is reachable"
+        f"`pgstandby image build --pg {major}` (then --pgstandby-image=pgstandby/postgres:"
+        f"{major}), or `docker pull {image}` where a registry is reachable"
     )
 
 

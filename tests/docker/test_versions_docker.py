@@ -14,6 +14,7 @@ import docker
 import pytest
 
 from pytest_pgstandby import (
+    ImageMissingError,
     Settings,
     SetupFailedError,
     UnsupportedVersionError,
@@ -211,3 +212,21 @@ def test_the_lab_runs_on_13_and_refuses_17_over_its_volume(
         down = lab.run("down", "-v", "--remove-orphans")
         assert down.returncode == 0, down.stderr
         assert not lab.leftovers(), lab.leftovers()
+
+
+def test_a_version_of_an_official_style_image_that_is_not_here_names_its_build(
+    docker_client: docker.DockerClient, pgstandby_settings: Settings
+) -> None:
+    """A downstream project without our ini runs postgres:17 (the default), so version=13
+    asks for postgres:13, which no registry gives here: the fix names the 13 build. (A
+    repository of our own, named like the official one, is surely absent.)"""
+    absent = f"pgstandby-test-{uuid.uuid4().hex[:8]}/postgres"
+    settings = replace(pgstandby_settings, image=f"{absent}:17", version="13")
+    with pytest.raises(ImageMissingError) as info:
+        start_cluster(settings, backend="docker").__enter__()
+    assert str(info.value) == (
+        f"image {absent}:13 is not in the local Docker engine, and pytest-pgstandby does not "
+        "pull. Fix: `pgstandby image build --pg 13` (then --pgstandby-image=pgstandby/postgres:"
+        f"13), or `docker pull {absent}:13` where a registry is reachable, or pick another "
+        "with --pgstandby-image / PGSTANDBY_IMAGE."
+    )
