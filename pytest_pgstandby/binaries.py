@@ -177,7 +177,11 @@ def _find_on_machine(major: str | None) -> Binaries:
         candidates.append((embedded, "embedded"))
 
     looked = []
+    seen: set[Path] = set()
     for bindir, source in candidates:
+        if bindir.resolve() in seen:  # pg_config's is often the distribution's
+            continue
+        seen.add(bindir.resolve())
         missing = _missing(bindir)
         if missing:
             looked.append(f"{bindir} ({source}: lacks {', '.join(missing)})")

@@ -58,6 +58,7 @@ def cluster_for_request(
             f"Known: {', '.join(sorted(known))}.",
             pytrace=False,
         )
+    failed = None
     try:
         settings = settings_for(request.config, marker).with_overrides(**overrides)
         if request.scope == "function":
@@ -65,7 +66,9 @@ def cluster_for_request(
         else:
             cluster = build_cluster(settings)
     except PgStandbyError as exc:
-        pytest.fail(f"pytest-pgstandby could not build the cluster: {exc}", pytrace=False)
+        failed = str(exc)
+    if failed is not None:  # outside the except: the report shows the message once
+        pytest.fail(f"pytest-pgstandby could not build the cluster: {failed}", pytrace=False)
     live = request.config.stash.setdefault(LIVE_KEY, {})
     key = request.fixturename or "pgstandby_cluster"
     entry = live[key] = LiveCluster(cluster)
