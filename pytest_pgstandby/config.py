@@ -126,10 +126,7 @@ class Settings:
         ``pgstandby/postgres:13``)."""
         if not self.version:
             return self.image
-        repo, sep, tag = self.image.rpartition(":")
-        if not sep or "/" in tag:  # no tag (a registry port is not one)
-            repo = self.image
-        return f"{repo}:{self.version}"
+        return f"{split_tag(self.image)[0]}:{self.version}"
 
     def _check_external(self) -> None:
         given = self.primary_dsn is not None
@@ -196,6 +193,15 @@ class Settings:
                 f"Known: {', '.join(sorted(known))}."
             )
         return replace(self, **_coerce(overrides))
+
+
+def split_tag(image: str) -> tuple[str, str | None]:
+    """An image name's repository and tag (``localhost:5000/pg`` has no tag: a registry's
+    port is not one)."""
+    repo, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag:
+        return image, None
+    return repo, tag
 
 
 def split_list(value: Any) -> tuple[str, ...]:

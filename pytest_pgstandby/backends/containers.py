@@ -22,6 +22,7 @@ import docker.errors
 from testcontainers.core.docker_client import DockerClient
 
 from .._wait import poll_until
+from ..config import split_tag
 from ..errors import (
     DockerUnavailableError,
     FilesUnavailableError,
@@ -123,7 +124,8 @@ def availability(image: str) -> tuple[bool, str]:
 
 def how_to_get(image: str) -> str:
     """How to make ``image`` here: the lab image's build for a pgstandby/postgres tag."""
-    repo, _, tag = image.rpartition(":")
+    repo, tag = split_tag(image)
+    tag = tag or ""
     if repo == "pgstandby/postgres" and tag.isdigit():
         return f"build it: `pgstandby image build --pg {tag}`"
     # the official postgres:13 asks for 13 (as a version=13 makes of postgres:17)

@@ -28,7 +28,12 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from ..binaries import MIN_MAJOR
-from ..errors import ImageMissingError, UnsupportedVersionError, VersionMismatchError
+from ..errors import (
+    ImageMissingError,
+    PgStandbyError,
+    UnsupportedVersionError,
+    VersionMismatchError,
+)
 from ..labfiles import lab_file
 from . import reaper
 from .base import (
@@ -97,6 +102,36 @@ _WRITE_PASSFILE_THEN_SCRIPT = (
 )
 
 
+def _judged_image(client: docker.DockerClient, image: str, major: str | None) -> Any:
+    """The image, once it is here and holds a PostgreSQL the procedure and the ``version``
+    setting accept (judged from its labels / PG_MAJOR: no container is started)."""
+    try:
+        found = client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise ImageMissingError(
+            f"image {image} is not in the local Docker engine, and pytest-pgstandby "
+            f"does not pull. Fix: {how_to_get(image)}, or pick another with "
+            "--pgstandby-image / PGSTANDBY_IMAGE."
+        ) from None
+    held = ImageFacts.of(found).major
+    if held is not None and held < MIN_MAJOR:
+        raise UnsupportedVersionError(
+            f"image {image} holds PostgreSQL {held} (its labels/PG_MAJOR say so), older "
+            f"than {MIN_MAJOR}: the documented procedure writes standby.signal and "
+            "primary_conninfo, which PostgreSQL reads from 12 on (recovery.conf before); no "
+            "container was started. Fix: an image of PostgreSQL 12 or newer (`pgstandby "
+            "image build --pg 13|15|17`)."
+        )
+    if major and held is not None and held != int(major):
+        raise VersionMismatchError(
+            f"version={major} was asked, but image {image} holds PostgreSQL {held} (its "
+            "labels/PG_MAJOR say so); no container was started. Fix: `pgstandby image build "
+            f"--pg {major} --force` to remake that tag, or drop --pgstandby-version to run "
+            "the image as it is."
+        )
+    return found
+
+
 class DockerBackend:
     """Creates nodes as containers on a network of their own."""
 
@@ -115,33 +150,12 @@ class DockerBackend:
         self.timeout = timeout
         self.client = connect_docker()
         try:
-            found = self.client.images.get(image)
-        except docker.errors.ImageNotFound:
+            found = _judged_image(self.client, image, major)
+        except PgStandbyError:
             self.client.close()
-            raise ImageMissingError(
-                f"image {image} is not in the local Docker engine, and pytest-pgstandby "
-                f"does not pull. Fix: {how_to_get(image)}, or pick another with "
-                "--pgstandby-image / PGSTANDBY_IMAGE."
-            ) from None
+            raise
         labels = found.labels or {}
         self.facts = ImageFacts.of(found)
-        if self.facts.major is not None and self.facts.major < MIN_MAJOR:
-            self.client.close()
-            raise UnsupportedVersionError(
-                f"image {image} holds PostgreSQL {self.facts.major} (its labels/PG_MAJOR say "
-                f"so), older than {MIN_MAJOR}: the documented procedure writes standby.signal "
-                "and primary_conninfo, which PostgreSQL reads from 12 on (recovery.conf "
-                "before); no container was started. Fix: an image of PostgreSQL 12 or newer "
-                "(`pgstandby image build --pg 13|15|17`)."
-            )
-        if major and self.facts.major is not None and self.facts.major != int(major):
-            self.client.close()
-            raise VersionMismatchError(
-                f"version={major} was asked, but image {image} holds PostgreSQL "
-                f"{self.facts.major} (its labels/PG_MAJOR say so); no container was started. "
-                f"Fix: `pgstandby image build --pg {major} --force` to remake that tag, or "
-                "drop --pgstandby-version to run the image as it is."
-            )
         if not os.environ.get("TESTCONTAINERS_RYUK_DISABLED"):
             # Our own labels and sweep do Ryuk's job; its image may not be pullable here.
             testcontainers_config.ryuk_disabled = True

@@ -7,9 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 
+from pytest_pgstandby.backends.sessions import free_port
 from pytest_pgstandby.labctl import compose_command
 from pytest_pgstandby.labfiles import lab_dir
 
@@ -141,3 +145,19 @@ class ComposeLab:
         existing = set(run(["docker", "volume", "ls", "-q"]).stdout.split())
         found["volumes"] += sorted((self.volumes_seen & existing) - set(found["volumes"]))
         return {kind: ids for kind, ids in found.items() if ids}
+
+
+@contextmanager
+def own_lab(prefix: str, **env: str) -> Iterator[ComposeLab]:
+    """A compose lab of the test's own (project, container names, free ports) that
+    `pgstandby lab` commands run against; removed after, and checked to leave nothing."""
+    lab = ComposeLab(f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:6]}", free_port(), free_port())
+    lab.env["COMPOSE_PROJECT_NAME"] = lab.project  # what `pgstandby lab` runs compose with
+    lab.env.update(env)
+    try:
+        yield lab
+    finally:
+        lab.remember_volumes()
+        down = lab.run("down", "-v", "--remove-orphans")
+        assert down.returncode == 0, down.stderr
+        assert not lab.leftovers(), lab.leftovers()

@@ -10,7 +10,8 @@ import pytest
 
 from pytest_pgstandby import Cluster, DockerUnavailableError, Settings, start_cluster
 from pytest_pgstandby.backends.docker import connect_docker
-from tests.docker.compose import BUILD_SH, BUILD_TIMEOUT, IMAGE, PG_MAJOR, run
+from tests.docker.compose import PG_MAJOR
+from tests.docker.images import ensure_images
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,6 @@ def make_cluster(docker_client, pgstandby_settings: Settings):  # type: ignore[n
 def lab_image(docker_client) -> str:  # type: ignore[no-untyped-def]
     """The lab image, built once (build.sh itself caches and serialises with flock)."""
     started = time.monotonic()
-    run(["bash", str(BUILD_SH), "--pg", PG_MAJOR], timeout=BUILD_TIMEOUT, check=True)
-    print(f"lab image {IMAGE} ready in {time.monotonic() - started:.1f} s")
-    return IMAGE
+    image = ensure_images((PG_MAJOR,))[PG_MAJOR]
+    print(f"lab image {image} ready in {time.monotonic() - started:.1f} s")
+    return image

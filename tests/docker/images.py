@@ -37,11 +37,15 @@ def ensure_images(majors: tuple[str, ...] = MATRIX) -> dict[str, str]:
 
 
 @contextmanager
-def derived_image(client: docker.DockerClient, base: str, *lines: str) -> Iterator[str]:
-    """``FROM base`` plus ``lines``, tagged pgstandby-test/derived:<random>; removed after."""
-    tag = f"pgstandby-test/derived:{uuid.uuid4().hex[:10]}"
+def derived_image(
+    client: docker.DockerClient, base: str, *lines: str, tag: str | None = None
+) -> Iterator[str]:
+    """``FROM base`` plus ``lines``, tagged pgstandby-test/derived:<random> (or
+    pgstandby-test/derived-<random>:<tag>, a tag that may lie); removed after."""
+    random = uuid.uuid4().hex[:10]
+    name = f"pgstandby-test/derived-{random}:{tag}" if tag else f"pgstandby-test/derived:{random}"
     subprocess.run(
-        ["docker", "build", "-q", "-t", tag, "-"],
+        ["docker", "build", "-q", "-t", name, "-"],
         input="\n".join((f"FROM {base}", *lines)) + "\n",
         text=True,
         check=True,
@@ -50,6 +54,6 @@ def derived_image(client: docker.DockerClient, base: str, *lines: str) -> Iterat
         env={**os.environ, "DOCKER_BUILDKIT": "0"},
     )
     try:
-        yield tag
+        yield name
     finally:
-        client.images.remove(tag, force=True)
+        client.images.remove(name, force=True)

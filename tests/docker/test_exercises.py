@@ -5,17 +5,14 @@ exercise's checks, and after the documented fix (its fix.sh) `lab check` passes 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from pytest_pgstandby import exercises
-from pytest_pgstandby.backends.sessions import free_port
 from pytest_pgstandby.labctl import Lab
-from tests.docker.compose import ComposeLab
+from tests.docker.compose import ComposeLab, own_lab
 
 pytestmark = pytest.mark.docker
 
@@ -24,17 +21,8 @@ EXERCISES = exercises.load_all()
 
 @pytest.fixture(scope="module")
 def lab(lab_image: str) -> Iterator[ComposeLab]:
-    made = ComposeLab(
-        f"pgstandby-ex-{os.getpid()}-{uuid.uuid4().hex[:6]}", free_port(), free_port()
-    )
-    made.env["COMPOSE_PROJECT_NAME"] = made.project  # what `pgstandby lab` runs compose with
-    try:
+    with own_lab("pgstandby-ex") as made:
         yield made
-    finally:
-        made.remember_volumes()
-        down = made.run("down", "-v", "--remove-orphans")
-        assert down.returncode == 0, down.stderr
-        assert not made.leftovers(), made.leftovers()
 
 
 def pgstandby(

@@ -6,7 +6,6 @@ pins it too, and when it is not pinned, `lab doctor` names the servers that run 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -14,9 +13,8 @@ import docker
 import pytest
 
 from pytest_pgstandby import Server, Settings, assert_streaming, start_cluster
-from pytest_pgstandby.backends.sessions import free_port
 from pytest_pgstandby.doctor import diagnose
-from tests.docker.compose import ComposeLab, run
+from tests.docker.compose import own_lab, run
 from tests.docker.images import derived_image, ensure_images
 
 pytestmark = pytest.mark.docker
@@ -85,21 +83,12 @@ def test_the_harness_pins_pgdata_on_an_image_that_moved_it(
     assert volumes.isdisjoint(v.name for v in docker_client.volumes.list())
 
 
-def _lab(moved_image: str, pgdata: str | None) -> ComposeLab:
-    lab = ComposeLab(f"pgstandby-pgdata-{uuid.uuid4().hex[:8]}", free_port(), free_port())
-    lab.env["COMPOSE_PROJECT_NAME"] = lab.project  # what `pgstandby lab` runs compose with
-    lab.env["PGSTANDBY_IMAGE"] = moved_image
-    if pgdata:
-        lab.env["PGSTANDBY_LAB_PGDATA"] = pgdata
-    return lab
-
-
 @pytest.mark.parametrize("pinned", [False, True], ids=["unpinned", "pinned"])
 def test_lab_doctor_names_a_server_that_runs_off_the_procedures_directory(
     docker_client: docker.DockerClient, moved_image: str, pinned: bool
 ) -> None:
-    lab = _lab(moved_image, None if pinned else MOVED)
-    try:
+    pgdata = {} if pinned else {"PGSTANDBY_LAB_PGDATA": MOVED}
+    with own_lab("pgstandby-pgdata", PGSTANDBY_IMAGE=moved_image, **pgdata) as lab:
         started = time.monotonic()
         up = lab.pgstandby("up")
         took = time.monotonic() - started
@@ -143,8 +132,3 @@ def test_lab_doctor_names_a_server_that_runs_off_the_procedures_directory(
             "(lab/docker-compose.yml pins it), then `pgstandby lab down` and `lab up`; or "
             "give the procedure that directory (PGSTANDBY_DATA_DIR)\n"
         ) in doctor.stdout, doctor.stdout
-    finally:
-        lab.remember_volumes()
-        down = lab.run("down", "-v", "--remove-orphans")
-        assert down.returncode == 0, down.stderr
-        assert not lab.leftovers(), lab.leftovers()

@@ -4,7 +4,6 @@ bite (a wrong major refused, PostgreSQL 13's md5 verifiers, images older than 12
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -21,9 +20,8 @@ from pytest_pgstandby import (
     VersionMismatchError,
     start_cluster,
 )
-from pytest_pgstandby.backends.sessions import free_port
 from pytest_pgstandby.labctl import Lab
-from tests.docker.compose import ComposeLab
+from tests.docker.compose import own_lab
 from tests.docker.images import MATRIX, derived_image, ensure_images
 
 pytestmark = pytest.mark.docker
@@ -86,16 +84,12 @@ def test_an_image_of_another_major_is_refused_before_any_container(
 ) -> None:
     """A tag that says 13 on an image that holds 15: its labels give it away."""
     # a layer of its own: the ancestor filter below must not match the 15 image's containers
-    with derived_image(docker_client, images["15"], "LABEL org.pgstandby.test=mislabelled") as tag:
-        asked = replace(pgstandby_settings, image=tag, version=None)
-        mislabelled = tag.rpartition(":")[0] + ":13"
-        docker_client.images.get(tag).tag(mislabelled)
-        try:
-            with pytest.raises(VersionMismatchError) as info:
-                start_cluster(asked, backend="docker", version="13").__enter__()
-            assert not docker_client.containers.list(all=True, filters={"ancestor": mislabelled})
-        finally:
-            docker_client.images.remove(mislabelled, force=True)
+    label = "LABEL org.pgstandby.test=mislabelled"
+    with derived_image(docker_client, images["15"], label, tag="13") as mislabelled:
+        asked = replace(pgstandby_settings, image=mislabelled, version=None)
+        with pytest.raises(VersionMismatchError) as info:
+            start_cluster(asked, backend="docker", version="13").__enter__()
+        assert not docker_client.containers.list(all=True, filters={"ancestor": mislabelled})
     assert str(info.value) == (
         f"version=13 was asked, but image {mislabelled} holds PostgreSQL 15 (its labels/"
         "PG_MAJOR say so); no container was started. Fix: `pgstandby image build --pg 13 "
@@ -109,19 +103,14 @@ def test_an_unlabelled_image_of_another_major_is_named_once_its_server_answers(
     """No label, no PG_MAJOR: the server's own server_version_num tells, and the cluster is
     removed, not handed to a test that believes it runs 13."""
     unlabelled = ('LABEL org.pgstandby.pg-major=""', "ENV PG_MAJOR=")
-    with derived_image(docker_client, images["15"], *unlabelled) as tag:
-        mislabelled = tag.rpartition(":")[0] + ":13"
-        docker_client.images.get(tag).tag(mislabelled)
-        try:
-            with pytest.raises(VersionMismatchError) as info:
-                start_cluster(
-                    replace(pgstandby_settings, image=tag, version=None),
-                    backend="docker",
-                    version="13",
-                ).__enter__()
-            left = docker_client.containers.list(all=True, filters={"ancestor": mislabelled})
-        finally:
-            docker_client.images.remove(mislabelled, force=True)
+    with derived_image(docker_client, images["15"], *unlabelled, tag="13") as mislabelled:
+        with pytest.raises(VersionMismatchError) as info:
+            start_cluster(
+                replace(pgstandby_settings, image=mislabelled, version=None),
+                backend="docker",
+                version="13",
+            ).__enter__()
+        left = docker_client.containers.list(all=True, filters={"ancestor": mislabelled})
     message = str(info.value)
     assert re.match(
         r"version=13 was asked, but the primary runs PostgreSQL 15\.\d+ \(Debian [^)]+\) "
@@ -180,10 +169,7 @@ def test_the_lab_runs_on_13_and_refuses_17_over_its_volume(
     --image` of 17 over it: the volume keeps a 13 data directory that 17 cannot read.
     Refused before compose touches anything; and if compose is run by hand anyway, the
     wait stops at once on the primary that exited, with its own words."""
-    lab = ComposeLab(f"pgstandby-v-{os.getpid()}-{uuid.uuid4().hex[:6]}", free_port(), free_port())
-    lab.env["COMPOSE_PROJECT_NAME"] = lab.project
-    lab.env["PGSTANDBY_IMAGE"] = images["13"]
-    try:
+    with own_lab("pgstandby-v", PGSTANDBY_IMAGE=images["13"]) as lab:
         up = lab.pgstandby("up")
         assert up.returncode == 0, up.stdout + up.stderr
         check = lab.pgstandby("check")
@@ -207,11 +193,6 @@ def test_the_lab_runs_on_13_and_refuses_17_over_its_volume(
         assert time.monotonic() - started < 30, "said when the primary exited, not at 120 s"
         assert f"the lab's primary ({lab.primary}) has exited; its log ends:" in str(info.value)
         assert "database files are incompatible with server" in str(info.value)
-    finally:
-        lab.remember_volumes()
-        down = lab.run("down", "-v", "--remove-orphans")
-        assert down.returncode == 0, down.stderr
-        assert not lab.leftovers(), lab.leftovers()
 
 
 def test_a_version_of_an_official_style_image_that_is_not_here_names_its_build(
