@@ -1,7 +1,8 @@
 #!/bin/bash
 # Prepares a Debian/Ubuntu host (as root) for the lab and the test suite: the Docker
 # engine, Compose, debootstrap (to build the lab image without a registry), shellcheck,
-# python3-venv; then starts dockerd unless a daemon already answers. Safe to rerun.
+# python3-venv, acl (setfacl: the tests plant a template as another account would);
+# then starts dockerd unless a daemon already answers. Safe to rerun.
 set -e
 
 DOCKERD_LOG="${PGSTANDBY_DOCKERD_LOG:-/tmp/pgstandby-dockerd.log}"
@@ -13,7 +14,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
-    docker.io docker-compose debootstrap shellcheck python3-venv ca-certificates >/dev/null
+    docker.io docker-compose debootstrap shellcheck python3-venv ca-certificates acl >/dev/null
 echo "==> packages installed"
 
 if docker info >/dev/null 2>&1; then

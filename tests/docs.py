@@ -11,7 +11,8 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "assertions.md"
 
 _FOLD = [
-    (re.compile(r"(?:/[\w.]+)+/pgstandby-[A-Za-z0-9_]+"), "<root>"),  # a session dir
+    # a session dir (in the account's private dir, pgstandby-uid<N>)
+    (re.compile(r"(?:/[\w.-]+)*/pgstandby-[A-Za-z0-9_]+"), "<root>"),
     (re.compile(r"pgstandby-[0-9a-f]{10}-"), "pgstandby-<cluster>-"),
     (re.compile(r"pgstandby_ro_probe_[0-9a-f]+"), "pgstandby_ro_probe_<id>"),
     (re.compile(r"\b[0-9A-F]+/[0-9A-F]+\b"), "<lsn>"),

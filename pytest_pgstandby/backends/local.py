@@ -47,12 +47,14 @@ from .sessions import (
     OWNER_MARK,
     ROOT_PREFIX,
     default_base,
-    kill_and_reap,
-    processes_under,
+    harness_dir,
+    record_process,
     refuse_in_use,
+    remove_session,
     reserve_port,
     start_relay,
     sweep_leftovers,
+    with_descendants,
 )
 from .template import copy_template, run_as, scram_verifier, set_password, template
 
@@ -132,6 +134,7 @@ class LocalNode(OwnedHandle):
                 start_new_session=True,  # Ctrl-C in pytest must not reach the servers first
                 **self.backend.account.popen_kwargs(),
             )
+        record_process(self.backend.root, self.proc.pid)
 
     def start(self) -> None:
         self.launch()
@@ -213,11 +216,11 @@ class LocalNode(OwnedHandle):
         self._signal_all(signal.SIGCONT)
 
     def _signal_all(self, sig: signal.Signals) -> None:
+        """The postmaster, then its processes (each one of the servers' account)."""
         if not self.is_running():
             raise SetupFailedError(f"{self.name} is not running; start() it first")
         assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-        for pid in processes_under(Path(self.data_dir)):
+        for pid in with_descendants([self.proc.pid], {self.backend.account.uid}):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
@@ -282,7 +285,8 @@ class LocalBackend:
         self.account = run_account()
         self.uids = {os.geteuid(), self.account.uid}  # the only accounts it ever signals
         found = binaries_mod.find(pg_bin, major=major)
-        self.base = base or default_base()
+        self.parent = base or default_base()
+        self.base = harness_dir(self.parent, self.account.uid)  # this account's own
         self.root = self._make_root()
         self.nodes: list[LocalNode] = []
         self.port_marks: list[Path] = []
@@ -305,16 +309,12 @@ class LocalBackend:
             self.bins = self._reachable(found)
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.base.rmdir()  # only when empty: a refused first run leaves nothing
             raise
 
     def _make_root(self) -> Path:
         """This session's directory under ``base``, after sweeping dead sessions' ones."""
-        if not self.base.is_dir():
-            raise SetupFailedError(
-                f"the harness's temporary directory {self.base} does not exist or is not a "
-                "directory. Fix: set PGSTANDBY_TMPDIR to an existing directory every account "
-                "can traverse, such as /tmp, or unset it."
-            )
         try:
             sweep_leftovers(self.base, self.uids)
             return Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=self.base)).resolve()
@@ -483,8 +483,7 @@ class LocalBackend:
                 if node.relay is not None:
                     node.relay.kill()
                     node.relay.wait()
-            kill_and_reap(self.root, uids=self.uids)
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_session(self.root, self.uids)
             for mark in self.port_marks:
                 mark.unlink(missing_ok=True)
         reaper.release_local(self.root)

@@ -5,7 +5,8 @@ in a session of its own, with a pipe on its stdin; backends tell it what they ma
 release (the process was killed, even with SIGKILL, whose death closes the pipe) the
 reaper removes what is still watched at once: stops a local session's servers and removes
 its directory and port marks; removes a Docker cluster's containers and network. It acts
-only on what it was told, and signals only processes of the accounts it was given.
+only on what it was told, and signals only the processes a session recorded (and their
+descendants of the accounts it was given).
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import IO, Any
 
-from .sessions import kill_and_reap
+from .sessions import remove_session
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ _client = _Client()
 
 
 def watch_local(root: Path, uids: set[int]) -> None:
-    """Remove ``root`` (after killing the processes of ``uids`` working in it) if this
-    process dies before ``release_local(root)``."""
+    """Remove ``root`` (after killing the processes recorded for it and their descendants
+    of ``uids``) if this process dies before ``release_local(root)``."""
     _client.send({"op": "watch", "key": f"local:{root}", "root": str(root), "uids": sorted(uids)})
 
 
@@ -99,8 +99,7 @@ def _reap(entry: dict[str, Any]) -> None:
     if "labels" in entry:
         _reap_docker(entry)
     elif "root" in entry:
-        kill_and_reap(Path(entry["root"]), uids=set(entry["uids"]))
-        shutil.rmtree(entry["root"], ignore_errors=True)
+        remove_session(Path(entry["root"]), set(entry["uids"]))
     elif "file" in entry:
         Path(entry["file"]).unlink(missing_ok=True)
 

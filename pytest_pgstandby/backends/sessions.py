@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,13 +20,15 @@ from pathlib import Path
 
 from .._wait import poll_until
 from ..errors import SetupFailedError, UnsafeDataDirError, UnsupportedError, WaitTimeoutError
-from .base import RELAY, owner_alive, owner_stamp
+from .base import RELAY, owner_alive, owner_stamp, process_start
 
 log = logging.getLogger(__name__)
 
 ROOT_PREFIX = "pgstandby-"
 TEMPLATE_PREFIX = ROOT_PREFIX + "template-"  # template.py's cache: kept across sessions
 OWNER_MARK = ".pgstandby-owner"
+HOME_PREFIX = "pgstandby-uid"  # + the account's uid: private_dir()
+LEDGER_SUFFIX = ".pids"
 
 MEMORY_FS = Path("/dev/shm")
 
@@ -43,8 +46,8 @@ def default_base() -> Path:
 
 
 def processes_under(root: Path) -> list[int]:
-    """PIDs whose working directory lies under ``root``: every PostgreSQL process chdirs
-    into its data directory, so this finds a cluster's postmasters and backends alike."""
+    """PIDs whose working directory lies under ``root``. Only an observation (tests ask it
+    whether anything is left): nothing is signalled for standing in a directory."""
     found = []
     root_s = str(root.resolve())
     for entry in Path("/proc").iterdir():
@@ -66,14 +69,128 @@ def _uid_of(pid: int) -> int | None:
         return None
 
 
-def kill_and_reap(root: Path, timeout: float = 10.0, uids: set[int] | None = None) -> None:
-    """SIGKILL every process working under ``root`` (and wait until none is left); with
-    ``uids``, only processes of those accounts: never another user's."""
+def private_dir(parent: Path, servers_uid: int) -> Path:
+    """This account's own directory in ``parent`` (``/dev/shm`` is writable by every
+    account): every cache, lock, mark and session directory of the harness lives in it,
+    so nothing another account plants is ever found there. Made by this account, not
+    writable by any other, traversable by the servers' account (0711 when that is another
+    account, else 0700); a symlink is never followed. One that is not provably this
+    account's is set aside (renamed, when we may) with a one-line notice, never used."""
+    euid = os.geteuid()
+    path = parent / f"{HOME_PREFIX}{euid}"
+    mode = 0o700 if servers_uid == euid else 0o711
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        fd = -1  # a symlink, a file: not ours
+    try:
+        seen = os.fstat(fd) if fd >= 0 else path.lstat()
+        if fd >= 0 and seen.st_uid == euid:
+            os.fchmod(fd, mode)  # whatever the umask made of it, or a chmod since
+            return path
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    aside = parent / f".{path.name}.foreign-{secrets.token_hex(4)}"
+    try:
+        os.rename(path, aside)
+    except OSError as exc:
+        raise UnsafeDataDirError(
+            f"{path} is not this account's (owner uid {seen.st_uid}, "
+            f"{stat.filemode(seen.st_mode)}): the harness keeps its caches and servers' "
+            f"directories there and will not use one it did not make ({exc.strerror}). "
+            "Fix: have it removed (it lies in a directory every account can write), or set "
+            "PGSTANDBY_TMPDIR to a directory only you can write, such as one in your home "
+            "(traversable by the servers' account)."
+        ) from None
+    log.warning(
+        "set aside %s as %s: not made by this account (owner uid %d); never used",
+        path,
+        aside,
+        seen.st_uid,
+    )
+    return private_dir(parent, servers_uid)
+
+
+def harness_dir(parent: Path, servers_uid: int) -> Path:
+    """``private_dir(parent)``, or an error naming the fix when ``parent`` is unusable."""
+    if not parent.is_dir():
+        raise SetupFailedError(
+            f"the harness's temporary directory {parent} does not exist or is not a "
+            "directory. Fix: set PGSTANDBY_TMPDIR to an existing directory every account "
+            "can traverse, such as /tmp, or unset it."
+        )
+    try:
+        return private_dir(parent, servers_uid)
+    except PermissionError as exc:
+        raise SetupFailedError(
+            f"the harness directory cannot be made in {parent} ({exc.strerror}). Fix: set "
+            "PGSTANDBY_TMPDIR to a directory this account can write and every account can "
+            "traverse, such as /tmp."
+        ) from None
+
+
+def ledger_of(root: Path) -> Path:
+    """Where a session directory's processes are recorded: beside it, in the private
+    directory (the session directory itself is the servers' account's to write)."""
+    return root.parent / f".{root.name}{LEDGER_SUFFIX}"
+
+
+def record_process(root: Path, pid: int) -> None:
+    """Note a process the harness started for the session in ``root`` (pid and start
+    time): the only processes a sweep or teardown of that session ever signals."""
+    fd = os.open(ledger_of(root), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a") as out:
+        out.write(owner_stamp(pid))
+
+
+def recorded_processes(root: Path) -> list[int]:
+    """The recorded processes of ``root`` that still run: the same pid *and* start time
+    (a pid reused by another process since is not ours)."""
+    try:
+        lines = ledger_of(root).read_text().splitlines()
+    except OSError:
+        return []
+    alive = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and process_start(int(parts[0])) == parts[1]:
+            alive.append(int(parts[0]))
+    return alive
+
+
+def with_descendants(pids: list[int], uids: set[int]) -> list[int]:
+    """``pids`` and every process descending from them that runs as one of ``uids``: a
+    postmaster's backends, a setup script's pg_basebackup and its ``sleep``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in found or pid == os.getpid():
+            continue
+        found.append(pid)
+        todo.extend(c for c in children.get(pid, []) if _uid_of(c) in uids)
+    return found
+
+
+def stop_recorded(root: Path, uids: set[int], timeout: float = 10.0) -> None:
+    """SIGKILL the processes recorded for ``root`` and their descendants of ``uids``, and
+    wait until none is left. A process that merely works in the directory (a shell
+    ``cd``'d into a kept session) is never signalled."""
 
     def none_left() -> bool:
-        pids = [p for p in processes_under(root) if p != os.getpid()]
-        if uids is not None:
-            pids = [p for p in pids if _uid_of(p) in uids]
+        pids = with_descendants(recorded_processes(root), uids)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -82,9 +199,16 @@ def kill_and_reap(root: Path, timeout: float = 10.0, uids: set[int] | None = Non
         return True
 
     try:
-        poll_until(none_left, what=f"every process under {root} to die", timeout=timeout)
+        poll_until(none_left, what=f"every process of {root} to die", timeout=timeout)
     except WaitTimeoutError as exc:
         log.warning("%s", exc)
+
+
+def remove_session(root: Path, uids: set[int]) -> None:
+    """Stop what was recorded for ``root``, then remove it and its ledger."""
+    stop_recorded(root, uids)
+    shutil.rmtree(root, ignore_errors=True)
+    ledger_of(root).unlink(missing_ok=True)
 
 
 def provably_ours(candidate: Path, uids: set[int]) -> str | None:
@@ -110,8 +234,9 @@ def provably_ours(candidate: Path, uids: set[int]) -> str | None:
 def sweep_leftovers(base: Path, uids: set[int] | None = None) -> list[Path]:
     """Remove session roots whose owning process is gone (a pytest killed with SIGKILL).
 
-    Only what provably_ours() proves ours is touched (``uids``: this process's account
-    and the servers'), and only processes of those accounts are signalled.
+    ``base`` is the account's private directory. Only what provably_ours() proves ours is
+    touched (``uids``: this process's account and the servers'), and only the processes
+    recorded for it (and their descendants of those accounts) are signalled.
     """
     uids = uids or {os.geteuid()}
     removed = []
@@ -119,8 +244,7 @@ def sweep_leftovers(base: Path, uids: set[int] | None = None) -> list[Path]:
         stamp = provably_ours(candidate, uids)
         if stamp is None or owner_alive(stamp):
             continue
-        kill_and_reap(candidate, uids=uids)
-        shutil.rmtree(candidate, ignore_errors=True)
+        remove_session(candidate, uids)
         removed.append(candidate)
         log.info("removed leftover %s of dead process %s", candidate, stamp.split()[0])
     return removed
@@ -175,6 +299,7 @@ def start_relay(root: Path, host: str, port: str, who: str) -> tuple[subprocess.
         start_new_session=True,
     )
     assert relay.stdout is not None
+    record_process(root, relay.pid)
     line = relay.stdout.readline().decode().split()  # printed once it listens
     if len(line) != 2:
         relay.kill()
@@ -195,13 +320,17 @@ def refuse_in_use(target: Path, in_use: list[tuple[Path, str]]) -> None:
             )
 
 
+def _left_by_a_session(name: str) -> bool:
+    if name.startswith((TEMPLATE_PREFIX, HOME_PREFIX)):
+        return False  # a cache kept by design; an account's private directory
+    return name.startswith((ROOT_PREFIX, PORT_MARK)) or name.endswith(LEDGER_SUFFIX)
+
+
 def leftovers(base: Path) -> list[str]:
-    """What sessions left in ``base``: session roots and port marks (not the initdb
-    template, a cache kept by design), and processes working there."""
-    found = [
-        entry.name
-        for entry in base.iterdir()
-        if (entry.name.startswith(ROOT_PREFIX) and not entry.name.startswith(TEMPLATE_PREFIX))
-        or entry.name.startswith(PORT_MARK)
-    ]
+    """What sessions left in ``base`` (a ``PGSTANDBY_TMPDIR``) and in the accounts' private
+    directories there: session roots, their ledgers and port marks (not the initdb
+    templates, a cache kept by design), and processes working there."""
+    found = [entry.name for entry in base.iterdir() if _left_by_a_session(entry.name)]
+    for home in sorted(base.glob(HOME_PREFIX + "*")):
+        found += [f"{home.name}/{e.name}" for e in home.iterdir() if _left_by_a_session(e.name)]
     return found + [f"pid {pid}" for pid in processes_under(base)]

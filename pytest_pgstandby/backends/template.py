@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from ..binaries import Binaries
-from ..errors import SetupFailedError, WaitTimeoutError
+from ..errors import SetupFailedError, UnsafeDataDirError, WaitTimeoutError
 from .accounts import Account
 from .sessions import TEMPLATE_PREFIX
 
@@ -85,16 +86,23 @@ def run_as(
 def template(
     bins: Binaries, account: Account, base: Path, env: dict[str, str], timeout: float
 ) -> Path:
-    """The template directory in ``base``, made now if it is not there yet."""
-    stamp = f"{bins.bindir}|{bins.version}|{' '.join(INITDB_OPTIONS)}|{account.uid}"
-    key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    made = base / f"{PREFIX}{bins.version}-{key}"
-    if (made / "data" / "PG_VERSION").is_file():
+    """The template directory in ``base`` (the harness's private directory), made now if
+    it is not there yet."""
+    made = template_dir(bins, account, base)
+    if _is_made(made, account):
         return made
-    lock = base / f".{PREFIX}{key}.lock"
-    with open(lock, "a") as held:
+    lock_path = base / f".{made.name}.lock"
+    try:
+        lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise UnsafeDataDirError(
+            f"the initdb template's lock {lock_path} cannot be opened without following a "
+            f"link or replacing what is there ({exc.strerror}). Fix: remove it; the harness "
+            "makes it again."
+        ) from None
+    with os.fdopen(lock, "r+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # one initdb; the others wait and find it made
-        if (made / "data" / "PG_VERSION").is_file():
+        if _is_made(made, account):
             return made
         staging = Path(tempfile.mkdtemp(prefix=f".{PREFIX}staging-", dir=base))
         try:
@@ -111,6 +119,27 @@ def template(
             raise
     log.info("made the initdb template %s", made)
     return made
+
+
+def template_dir(bins: Binaries, account: Account, base: Path) -> Path:
+    """Where the template of these binaries, options and servers' account lives."""
+    stamp = f"{bins.bindir}|{bins.version}|{' '.join(INITDB_OPTIONS)}|{account.uid}"
+    key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    return base / f"{PREFIX}{bins.version}-{key}"
+
+
+def _is_made(made: Path, account: Account) -> bool:
+    """Whether ``made`` is a complete template of ``account``'s: ``base`` is the harness's
+    private directory, and still neither the template nor its data may be a symlink or
+    another account's."""
+    try:
+        entries = [made.lstat(), (made / "data").lstat(), (made / "data" / "PG_VERSION").lstat()]
+    except OSError:
+        return False
+    kinds = [stat.S_ISDIR, stat.S_ISDIR, stat.S_ISREG]
+    return all(
+        k(e.st_mode) and e.st_uid == account.uid for k, e in zip(kinds, entries, strict=True)
+    )
 
 
 def copy_template(

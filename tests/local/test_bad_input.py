@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pgstandby import Settings, TooManyStandbysError, WaitTimeoutError, binaries
-from pytest_pgstandby.backends.local import processes_under
+from pytest_pgstandby.backends.sessions import HOME_PREFIX, processes_under
 from pytest_pgstandby.backends.template import PREFIX as TEMPLATE_PREFIX
 from pytest_pgstandby.cluster import build_cluster
 
@@ -34,11 +34,16 @@ def base(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _left(base: Path) -> list[str]:
-    """What is in ``base`` besides the initdb template and its lock (a cache that stays by
-    design)."""
-    return sorted(
-        p.name for p in base.iterdir() if not p.name.lstrip(".").startswith(TEMPLATE_PREFIX)
-    )
+    """What is in ``base`` and in the harness's private directory there, besides the
+    initdb template and its lock (a cache that stays by design) and the directory itself."""
+
+    def kept(p: Path) -> bool:
+        return not p.name.lstrip(".").startswith(TEMPLATE_PREFIX)
+
+    names = [p.name for p in base.iterdir() if kept(p) and not p.name.startswith(HOME_PREFIX)]
+    for home in base.glob(HOME_PREFIX + "*"):
+        names += [f"{home.name}/{p.name}" for p in home.iterdir() if kept(p)]
+    return sorted(names)
 
 
 def test_more_standbys_than_wal_senders_are_refused_before_any_is_built(

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from pytest_pgstandby import Cluster, Settings, start_cluster
-from pytest_pgstandby.backends.local import processes_under
+from pytest_pgstandby.backends.sessions import processes_under
 
 
 def _check(*args: str, command: str = "check") -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from pytest_pgstandby.backends.local import OWNER_MARK, LocalBackend, processes_under
+from pytest_pgstandby.backends.local import OWNER_MARK, LocalBackend
+from pytest_pgstandby.backends.sessions import processes_under
 from tests.helpers import reapers_of, wait_for_child_file
 
 

@@ -21,7 +21,8 @@ from pytest_pgstandby import (
     WaitTimeoutError,
     start_cluster,
 )
-from pytest_pgstandby.backends.local import LocalBackend, processes_under, sweep_leftovers
+from pytest_pgstandby.backends.local import LocalBackend
+from pytest_pgstandby.backends.sessions import processes_under, sweep_leftovers
 
 
 @pytest.fixture

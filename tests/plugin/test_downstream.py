@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pgstandby.backends.accounts import run_account
-from pytest_pgstandby.backends.local import processes_under, sweep_leftovers
+from pytest_pgstandby.backends.sessions import processes_under, sweep_leftovers
 
 DOWNSTREAM_TEST = """
 import json, os
