@@ -42,13 +42,15 @@ from .errors import (  # noqa: E402
     UnsupportedVersionError,
     VersionMismatchError,
     WaitTimeoutError,
+    WrongRoleError,
 )
-from .node import Node, ServerLike, as_node  # noqa: E402
+from .node import Backup, Node, ServerLike, as_node  # noqa: E402
 from .snapshots import ClusterSnapshot, take_snapshot  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backup",
     "BaseBackupError",
     "BinariesNotFoundError",
     "Cluster",
@@ -77,6 +79,7 @@ __all__ = [
     "UnsupportedVersionError",
     "VersionMismatchError",
     "WaitTimeoutError",
+    "WrongRoleError",
     "as_node",
     "assert_primary_conninfo",
     "assert_read_only",

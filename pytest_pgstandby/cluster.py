@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from ._text import mask_secrets
-from .backends.base import Backend
+from .backends.base import Backend, NodeHandle, conninfo_params
 from .backends.select import open_backend
 from .config import Settings
 from .errors import (
@@ -31,10 +32,12 @@ from .errors import (
     TooManyStandbysError,
     VersionMismatchError,
 )
-from .node import Node
+from .node import Backup, Node
 
 log = logging.getLogger(__name__)
 
+#: WAL every harness primary keeps for a rewind of it after a failover (Node.rewind)
+KEPT_WAL = "128MB"
 _NODE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # also a slot and application name
 #: describe_servers() of each cluster built in this process since the last take_built()
 _BUILT: list[str] = []
@@ -57,6 +60,7 @@ class Cluster:
         self.reason = reason
         self.primary: Node
         self.standbys: list[Node] = []
+        self.others: list[Node] = []  # add_node()'s nodes that do not stream (PITR, say)
         self.slots: list[tuple[Node, str]] = []  # (upstream, slot) made by the harness
         self._synchronous: dict[str, list[str]] = {}  # upstream name -> its sync standbys
         self._upstreams: dict[str, Node] = {}  # standby name -> the node it streams from
@@ -69,7 +73,7 @@ class Cluster:
 
     @property
     def nodes(self) -> list[Node]:
-        return [self.primary, *self.standbys]
+        return [self.primary, *self.standbys, *self.others]
 
     def node(self, name: str) -> Node:
         """A node by name (``"primary"``, ``"standby2"``)."""
@@ -81,11 +85,12 @@ class Cluster:
     def build(self) -> Cluster:
         """Bring the nodes up; a standby counts once its WAL receiver streams. Servers the
         harness did not start are taken as they are: they need only accept connections."""
-        t = self.settings.timeout
-        self.primary = Node(self.backend.create_primary("primary"), t)
+        self.primary = self._node(self.backend.create_primary("primary"))
         if self.settings.external:
             for i in range(1, self.settings.standby_count + 1):
-                standby = Node(self.backend.create_standby(f"standby{i}", self.primary.handle), t)
+                standby = self._node(
+                    self.backend.create_standby(f"standby{i}", self.primary.handle)
+                )
                 self.standbys.append(standby)
                 standby.handle.wait_ready()
         else:
@@ -98,6 +103,10 @@ class Cluster:
                 direct = [s.name for s in self.standbys if self._upstreams[s.name] is self.primary]
                 self._make_synchronous(self.primary, direct, self.settings.synchronous)
         self.primary.handle.wait_ready()
+        if not self.settings.external:
+            self._keep_wal(self.primary)
+        if self.settings.archiving and not self.settings.external:
+            self.primary.enable_archiving()
         self._check_version()
         _BUILT.append(self.describe_servers())
         return self
@@ -194,27 +203,19 @@ class Cluster:
         >>> third = cluster.add_standby(upstream=cluster.standby)        # doctest: +SKIP
         """
         up = upstream or self.primary
-        if self.settings.external:
-            raise NotOwnedError(
-                "cannot add a standby to a cluster of external servers: the harness starts "
-                "no server there. Fix: build the pair with the harness (no "
-                "--pgstandby-primary-dsn) to add standbys."
-            )
+        self._refuse_external("add a standby")
         name = name or self._next_name()
-        if not _NODE_NAME.fullmatch(name) or any(n.name == name for n in self.nodes):
-            raise ConfigurationError(
-                f"standby name {name!r} is taken or not usable as a slot and application "
-                "name. Fix: a new name of lowercase letters, digits and underscores."
-            )
+        self._check_new_name(name)
         if slot:
             up.handle.wait_ready()  # a Docker primary may still be initialising
             up.create_slot(name)
             self.slots.append((up, name))
-        t = self.settings.timeout
-        node = Node(self.backend.create_standby(name, up.handle, slot=name if slot else None), t)
+        handle = self.backend.create_standby(name, up.handle, slot=name if slot else None)
+        node = self._node(handle)
         self.standbys.append(node)
         self._upstreams[name] = up
-        node.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming", timeout=t)
+        node.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
+        self._keep_wal(node)
         if slot:  # given on the standby's command line (see the backends)
             up.poll_query_until(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = %s", params=[name]
@@ -222,6 +223,102 @@ class Cluster:
         if synchronous:
             self._make_synchronous(up, [*self._synchronous.get(up.name, []), name], "FIRST 1")
         return node
+
+    def add_node(
+        self,
+        name: str,
+        backup: Backup,
+        *,
+        streaming: bool = False,
+        restoring: bool = False,
+        standby: bool = True,
+        conf: dict[str, Any] | None = None,
+    ) -> Node:
+        """A node started from ``backup`` (Cluster.pm's ``init_from_backup``): the backup's
+        files in a data directory of its own, then:
+
+        - ``streaming``: it streams from the backup's source (``primary_conninfo`` as the
+          cluster's standbys have it, pointed there), and joins ``standbys``;
+        - ``restoring``: a ``restore_command`` from the cluster's WAL archive
+          (``archiving=True``);
+        - ``standby=False``: ``recovery.signal`` instead of ``standby.signal``: targeted
+          recovery, which ends at ``conf``'s ``recovery_target_*`` (with
+          ``recovery_target_action``: ``pause``, the default, ``promote`` or
+          ``shutdown``);
+        - ``conf``: settings appended to its ``postgresql.auto.conf``.
+
+        Returns once it accepts connections (a standby: once it streams, if it does).
+
+        >>> before = cluster.primary.backup("before")                     # doctest: +SKIP
+        >>> pitr = cluster.add_node("pitr", before, restoring=True, standby=False,
+        ...     conf={"recovery_target_name": "before_drop",
+        ...           "recovery_target_action": "promote"})                # doctest: +SKIP
+        """
+        self._refuse_external(f"add {name}")
+        self._check_new_name(name)
+        source = self.node(backup.source)
+        node = self._node(self.backend.create_node(name))
+        self.others.append(node)
+        node.handle.run(["cp", "-a", f"{backup.path}/.", node.data_dir])
+        # a standby's backup carries a primary_conninfo: not followed unless streaming
+        lines = {"primary_conninfo": "", "wal_keep_size": KEPT_WAL}
+        if streaming:
+            stream = self._stream_params()
+            addr = source.peer_address(node)
+            stream.update(host=addr.hosts[0], port=addr.port, application_name=name)
+            lines["primary_conninfo"] = make_conninfo("", **stream)
+        if restoring:
+            lines["restore_command"] = f"cp {node.archive_dir()}/%f %p"
+        node.set_conf_lines(**lines, **{k: str(v) for k, v in (conf or {}).items()})
+        node.handle.write_file("standby.signal" if standby else "recovery.signal", "")
+        node.start()
+        if streaming:
+            node.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
+            if standby:
+                self.others.remove(node)
+                self.standbys.append(node)
+                self._upstreams[name] = source
+        return node
+
+    def _stream_params(self) -> dict[str, str]:
+        """How the cluster's standbys log in to their upstream (replication user, and its
+        password or passfile), from the first that runs."""
+        for standby in self.standbys:
+            if standby.is_running():
+                return conninfo_params(str(standby.query_value("SHOW primary_conninfo") or ""))
+        raise ConfigurationError(
+            "no standby of the cluster runs to copy a primary_conninfo from. Fix: start one."
+        )
+
+    def _node(self, handle: NodeHandle) -> Node:
+        """A Node of this cluster: slots made for its streaming (follow()) are the
+        cluster's to drop at teardown."""
+        node = Node(handle, self.settings.timeout)
+        node.slots_made = self.slots
+        return node
+
+    @staticmethod
+    def _keep_wal(node: Node) -> None:
+        """Enough WAL on every node for pg_rewind after a failover, on both sides: the
+        rewound node's from before the split, the new primary's from the switch on (13
+        checkpoints at promotion). RewindTest.pm keeps 320MB. In postgresql.auto.conf, so
+        that set_conf() may change it (a WAL-gap test sets 0, as the seed's servers)."""
+        node.set_conf(wal_keep_size=KEPT_WAL)
+
+    def _refuse_external(self, what: str) -> None:
+        if self.settings.external:
+            raise NotOwnedError(
+                f"cannot {what} to a cluster of external servers: the harness starts no "
+                "server there. Fix: build the pair with the harness (no "
+                "--pgstandby-primary-dsn) to add nodes."
+            )
+
+    def _check_new_name(self, name: str) -> None:
+        if not _NODE_NAME.fullmatch(name) or any(n.name == name for n in self.nodes):
+            raise ConfigurationError(
+                f"node name {name!r} is taken or not usable as a slot and application "
+                "name. Fix: a new name of lowercase letters, digits and underscores."
+            )
 
     def _next_name(self) -> str:
         taken = {n.name for n in self.nodes}
@@ -274,6 +371,9 @@ class Cluster:
         # the slot it hosts is dropped
         for upstream, slot in reversed(self.slots):
             user = next((s for s in self.standbys if s.name == slot), None)
+            if not upstream.is_running():  # killed by the test: its files go with it
+                log.info("not dropping slot %s: %s does not run", slot, upstream.name)
+                continue
             try:
                 if user is not None and user.is_running():
                     user.stop("immediate")

@@ -61,6 +61,7 @@ class Settings:
     standby_container: tuple[str, ...] = ()
     cascade: bool = False
     slots: bool = False
+    archiving: bool = False
     synchronous: str | None = None
     fresh: str = "auto"
     profile: str = "documented"
@@ -230,7 +231,7 @@ def _coerce(raw: Mapping[str, Any]) -> dict[str, Any]:
         if key in LIST_SETTINGS:
             out[key] = _split_plain(value)
             continue
-        if key in ("cascade", "slots"):
+        if key in ("cascade", "slots", "archiving"):
             out[key] = _boolean(key, value)
             continue
         if key == "version":

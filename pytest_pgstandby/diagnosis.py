@@ -22,6 +22,19 @@ KNOWN_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
         "falls behind; this standby must now be rebuilt: standby.reclone()",
     ),
     (
+        re.compile(r'replication slot "[^"]+" does not exist'),
+        "the standby streams through a replication slot its upstream does not have (slots "
+        "are not replicated: a promoted standby has none of its old primary's)",
+        "create it on the upstream (upstream.create_slot(name)); follow() does so itself",
+    ),
+    (
+        re.compile(r"invalidating (?:obsolete )?replication slot \"[^\"]+\""),
+        "the standby's slot was invalidated: it fell further behind than its upstream's "
+        "max_slot_wal_keep_size allows, and the WAL it needs is gone",
+        "rebuild the standby (standby.reclone()) and drop or recreate the slot; next time "
+        "a larger max_slot_wal_keep_size (or -1, no limit) on the upstream",
+    ),
+    (
         re.compile(r'password authentication failed for user "[^"]+"'),
         "the standby's replication user cannot log in to its upstream",
         "check the user and password in its primary_conninfo (assert_primary_conninfo) "

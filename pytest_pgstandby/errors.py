@@ -81,3 +81,8 @@ class BaseBackupError(SetupFailedError):
 
 class PrimaryNotReadyError(WaitTimeoutError):
     """A standby's upstream never accepted connections within the bound."""
+
+
+class WrongRoleError(ConfigurationError):
+    """A verb called on a server of the wrong role (``promote()`` on a primary,
+    ``pause_replay()`` on one): refused at once, naming what the server is."""

@@ -127,6 +127,7 @@ def cluster(
     timeout: float | None = None,
     cascade: bool | None = None,
     slots: bool | None = None,
+    archiving: bool | None = None,
     synchronous: str | None = None,
     fresh: str | None = None,
     profile: str | None = None,
@@ -138,7 +139,9 @@ def cluster(
     the test overrides them too.
 
     ``cascade=True`` chains the standbys (each streams from the one before);
-    ``slots=True`` gives each a physical slot on its upstream; ``synchronous="FIRST 1"``
+    ``slots=True`` gives each a physical slot on its upstream; ``archiving=True`` archives
+    the primary's WAL into the cluster's archive (``Cluster.add_node(...,
+    restoring=True)`` restores from it); ``synchronous="FIRST 1"``
     or ``"ANY 1"`` makes the primary's standbys synchronous. ``fresh`` (function scope):
     ``"snapshot"`` copies a pair built once per session for each test, ``"rebuild"`` runs
     the scripts for each test, ``"auto"`` (default) snapshots where the backend can.
@@ -163,6 +166,7 @@ def cluster(
         "timeout": timeout,
         "cascade": cascade,
         "slots": slots,
+        "archiving": archiving,
         "synchronous": synchronous,
         "fresh": fresh,
         "profile": profile,

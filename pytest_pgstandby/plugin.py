@@ -45,6 +45,8 @@ _HELP = {
     "standby_container": "each standby's Docker container, in order",
     "cascade": "chain the standbys: each streams from the one before (default false)",
     "slots": "give each standby a physical replication slot on its upstream (default false)",
+    "archiving": "archive the primary's WAL into the cluster's archive: archive_mode, an "
+    "archive_command, removed with the cluster (default false)",
     "synchronous": "make the primary's standbys synchronous: 'FIRST n' or 'ANY n'",
     "profile": "documented (the procedure as written, trust lines included) or hardened "
     "(scram-sha-256, random passwords in a 0600 passfile, a slot per standby)",

@@ -217,6 +217,7 @@ def test_a_wal_gap_stops_a_standby_without_a_slot_but_not_one_with_a_slot(
 ) -> None:
     with make_cluster(standbys=1) as cluster:
         primary, plain = cluster.primary, cluster.standby
+        primary.set_conf(wal_keep_size=0)  # as the seed's primary (the harness keeps some)
         primary.wait_for_catchup(plain)
         plain.stop()
         gone = _recycle_wal(primary)

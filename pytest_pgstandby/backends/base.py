@@ -41,6 +41,26 @@ HARDENED_PRIMARY_VALUES = {
 }
 
 
+def server_settings(name: str, slot: str | None = None) -> list[str]:
+    """The settings every server the harness starts gets on its command line, as
+    ``-c name=value`` arguments (where each backend adds its own: ports, sockets)."""
+    settings = {
+        # the WAL receiver's application_name: a standby is known upstream by its name
+        "cluster_name": name,
+        # a spread checkpoint of a test server's few buffers is no slower to write at once;
+        # pg_basebackup's initial checkpoint (the seed gives no -c fast) then takes
+        # milliseconds, not ~0.4 s of throttling
+        "checkpoint_completion_target": "0",
+        # pg_rewind needs it on the node it rewinds (or data checksums), as RewindTest.pm
+        "wal_log_hints": "on",
+    }
+    if slot:
+        # on the command line, not in postgresql.auto.conf, where a cascaded standby
+        # cloned from this one would inherit a slot name that is not its own
+        settings["primary_slot_name"] = slot
+    return [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
+
+
 def hardened_standby_values(passfile: str) -> dict[str, str]:
     return {
         "POSTGRES_REPLICATION_PASSWORD": "",
@@ -234,6 +254,22 @@ class NodeHandle(Protocol):
         FilesUnavailableError if the directory cannot be read from here."""
 
     def exists(self, relpath: str) -> bool: ...
+    def write_file(self, relpath: str, text: str, append: bool = False) -> None:
+        """Write (or append to) a file of the data directory, as the server's account."""
+
+    def run(
+        self, argv: list[str], env: dict[str, str] | None = None, timeout: float | None = None
+    ) -> str:
+        """Run a program as the server's account, in its data directory, with its server's
+        programs on PATH and ``PGHOST``/``PGPORT``/``PGUSER`` naming this server over its
+        own socket (the superuser, no password); returns the program's output. One that
+        fails or outlasts ``timeout`` raises SetupFailedError / WaitTimeoutError with it."""
+
+    @property
+    def shared_dir(self) -> str:
+        """A directory every server of the cluster reads and writes under the same path:
+        where backups and the WAL archive live. Removed with the cluster."""
+
     def log(self) -> str: ...
     def setup_output(self) -> str: ...
     def is_running(self) -> bool: ...
@@ -287,4 +323,8 @@ class Backend(Protocol):
     def create_standby(
         self, name: str, upstream: NodeHandle, slot: str | None = None
     ) -> NodeHandle: ...
+    def create_node(self, name: str) -> NodeHandle:
+        """A place for one more server: an empty data directory of its own, no server yet;
+        the model fills it (from a backup) and ``start()``s it."""
+
     def close(self, keep: bool = False) -> None: ...

@@ -193,8 +193,11 @@ def sweep_leftovers(client: docker.DockerClient) -> int:
         if not owner_alive(_stamp(network.attrs.get("Labels") or {})):
             # its containers may still be going (another session's sweep): wait a little
             removed += remove_network(network, timeout=10)
+    for volume in client.volumes.list(filters=mine):
+        if not owner_alive(_stamp(volume.attrs.get("Labels") or {})):
+            removed += _remove(volume, force=True)
     if removed:
-        log.info("removed %d leftover container(s)/network(s) of dead processes", removed)
+        log.info("removed %d leftover container(s)/network(s)/volume(s) of dead processes", removed)
     return removed
 
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shlex
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,7 @@ from .base import (
     hardened_standby_values,
     owner_stamp,
     passfile_line,
+    server_settings,
 )
 from .containers import (
     LABEL,
@@ -67,6 +69,7 @@ from .docker_node import (
     PRIMARY_INIT,
     PRIMARY_INIT_IN_CONTAINER,
     RELAY_IN_CONTAINER,
+    SHARED_DIR,
     STANDBY_ALIAS,
     SUPERVISOR,
     SUPERVISOR_IN_CONTAINER,
@@ -173,6 +176,10 @@ class DockerBackend:
         self.network = Network(docker_network_kw={"labels": dict(self.labels)})
         self.network.name = f"pgstandby-{self.cluster}"
         self.network.create()
+        # the cluster's shared directory (backups, the WAL archive) in every container
+        self.shared = self.client.volumes.create(
+            name=f"pgstandby-{self.cluster}-shared", labels=dict(self.labels)
+        )
         # killed before close(), even by SIGKILL: the reaper removes them within seconds
         self._labelled = (f"{LABEL_CLUSTER}={self.cluster}", f"{LABEL_OWNER_PID}={os.getpid()}")
         reaper.watch_docker(*self._labelled)
@@ -210,6 +217,7 @@ class DockerBackend:
                 POSTGRES_REPLICATION_PASSWORD=self.replication_password,
             )
             .with_kwargs(labels=dict(self.labels))
+            .with_volume_mapping(self.shared.name, SHARED_DIR, "rw")
         )
         # docker-py's (address, None) publishes on 127.0.0.1 only, at a free port;
         # testcontainers' with_bind_ports cannot take an address.
@@ -262,9 +270,7 @@ class DockerBackend:
                 labels=dict(self.labels),
                 entrypoint=entrypoint,
             )
-            # the standby's pg_basebackup (no -c fast in the seed) waits for a spread
-            # checkpoint: unthrottled, a test server's few buffers take milliseconds
-            .with_command("postgres -c checkpoint_completion_target=0")
+            .with_command(shlex.join(["postgres", *server_settings(name)]))
         )
         if self.hardened:
             container = container.with_envs(**HARDENED_PRIMARY_VALUES)
@@ -299,10 +305,7 @@ class DockerBackend:
         container = container.with_volume_mapping(str(SUPERVISOR), SUPERVISOR_IN_CONTAINER)
         container = container.with_env(
             "PGSTANDBY_START_COMMAND",
-            f"bash {SUPERVISOR_IN_CONTAINER} docker-entrypoint.sh postgres -D {PGDATA} "
-            f"-c cluster_name={name}" + (f" -c primary_slot_name={slot}" if slot else ""),
-            # a slot on the command line, not in postgresql.auto.conf, where a cascaded
-            # standby cloned from this one would inherit a slot name that is not its own
+            shlex.join(["bash", SUPERVISOR_IN_CONTAINER, *self.server_command(name, slot)]),
         )
         container = (
             container.with_env("PGSTANDBY_POLL_INTERVAL", "0.02")
@@ -317,6 +320,35 @@ class DockerBackend:
         container = container.with_kwargs(labels=dict(self.labels), entrypoint=entrypoint)
         creds = Credentials(password=self.superuser_password)
         return self._start(DockerNode(self, name, "standby", alias, container, creds, upstream=up))
+
+    @staticmethod
+    def server_command(name: str, slot: str | None = None) -> list[str]:
+        """The seed's start command with the harness's settings (``server_settings``)."""
+        return ["docker-entrypoint.sh", "postgres", "-D", PGDATA, *server_settings(name, slot)]
+
+    def create_node(self, name: str) -> DockerNode:
+        """A container whose supervisor waits, with an empty data directory (a tmpfs the
+        servers' account owns), for start(): then the image's entrypoint runs the server on
+        what the model put there."""
+        alias = f"postgres-{name.replace('_', '-')}-lab"
+        container = (
+            self._container(name, alias)
+            .with_volume_mapping(str(RELAY), RELAY_IN_CONTAINER)
+            .with_volume_mapping(str(SUPERVISOR), SUPERVISOR_IN_CONTAINER)
+            .with_env("PGSTANDBY_START_IDLE", "1")
+            .with_tmpfs_mount(PGDATA)
+        )
+        container = container.with_kwargs(
+            labels=dict(self.labels),
+            entrypoint=["bash", SUPERVISOR_IN_CONTAINER, *self.server_command(name)],
+        )
+        creds = Credentials(password=self.superuser_password)
+        node = DockerNode(self, name, "standby", alias, container, creds, from_backup=True)
+        self.nodes.append(node)
+        node.container.start()
+        node._exec(["sh", "-c", f"chown postgres: {PGDATA} && chmod 700 {PGDATA}"], {}, 30, "root")
+        node._kept = True  # its supervisor keeps it from the start
+        return node
 
     def close(self, keep: bool = False) -> None:
         for node in self.nodes:  # a start still under way ends first, whatever its fate
@@ -334,6 +366,8 @@ class DockerBackend:
                 except Exception as exc:
                     log.warning("could not remove %s: %s", node.name, exc)
             remove_network(self.network, timeout=60)
+            with contextlib.suppress(docker.errors.NotFound):
+                self.shared.remove(force=True)
         reaper.release_docker(self._labelled[0])
         # testcontainers gives every container and network a docker-py client of its own:
         # closed here, or each cluster would hold ~15 sockets until a garbage collection

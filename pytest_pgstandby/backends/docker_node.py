@@ -5,6 +5,7 @@ that keeps a standby's container up while its server is stopped)."""
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 from psycopg.conninfo import make_conninfo
 
 from .._wait import poll_until
-from ..errors import SetupFailedError, UnsupportedError
+from ..errors import SetupFailedError, UnsupportedError, WaitTimeoutError
 from .base import (
     Credentials,
     NodeHandle,
@@ -35,6 +36,8 @@ from .readiness import wait_container_ready
 log = logging.getLogger(__name__)
 
 PGDATA = "/var/lib/postgresql/data"  # pinned: postgres:18 moved its default
+SHARED_DIR = "/pgstandby"  # the cluster's volume, in every container: backups, WAL archive
+SOCKET_DIR = "/var/run/postgresql"  # the images' (Debian's and the official) socket
 PRIMARY_ALIAS = "postgres-primary-lab"
 STANDBY_ALIAS = "postgres-standby-lab"
 RELAY_IN_CONTAINER = "/pgstandby-relay.pl"
@@ -82,6 +85,8 @@ class DockerNode(OwnedHandle):
     _kept: bool = field(default=False, repr=False)
     _starting: Future[None] | None = field(default=None, repr=False)
     _keeping: Future[Any] | None = field(default=None, repr=False)
+    _shared_owned: bool = field(default=False, repr=False)
+    from_backup: bool = False  # made by create_node: no setup output, all of it is log
 
     @property
     def container(self) -> Any:
@@ -169,6 +174,8 @@ class DockerNode(OwnedHandle):
 
     def _split(self) -> tuple[str, str]:
         text = self.all_output()
+        if self.from_backup:
+            return "", text
         marker = _SETUP_END[self.role]
         cut = text.rfind(marker)
         if cut < 0:
@@ -190,6 +197,49 @@ class DockerNode(OwnedHandle):
 
     def reach(self, host: str, port: int) -> Reach:
         return self.files.reach(host, port)
+
+    def _exec(
+        self, argv: list[str], env: dict[str, str], timeout: float, user: str = "postgres"
+    ) -> str:
+        code, out = self.wrapped.exec_run(
+            ["timeout", f"{timeout:g}", *argv], user=user, workdir="/", environment=env
+        )
+        text = bytes(out).decode(errors="replace")
+        where = f"in container {self.container_name()}"
+        if code == 124:
+            raise WaitTimeoutError(
+                f"timed out after {timeout:g}s waiting for `{shlex.join(argv)}` {where} to "
+                "finish; it was killed. Fix: a larger --pgstandby-timeout, or see why it "
+                "hangs; its output so far:\n" + text[-3000:]
+            )
+        if code != 0:
+            raise SetupFailedError(
+                f"`{shlex.join(argv)}` {where} exited with status {code}.\n" + text[-3000:]
+            )
+        return text
+
+    def run(
+        self, argv: list[str], env: dict[str, str] | None = None, timeout: float | None = None
+    ) -> str:
+        values = {"PGHOST": SOCKET_DIR, "PGPORT": "5432", "PGUSER": self.credentials.user}
+        script = 'cd "$PGDATA" 2>/dev/null || cd /; exec "$@"'
+        return self._exec(
+            ["bash", "-c", script, "run", *argv],
+            {**values, "PGDATA": self.data_dir, **(env or {})},
+            timeout or self.backend.timeout,
+        )
+
+    def write_file(self, relpath: str, text: str, append: bool = False) -> None:
+        script = f'umask 077 && printf %s "$PGSTANDBY_TEXT" {">>" if append else ">"} "$1"'
+        path = self.files.path(relpath)
+        self._exec(["sh", "-c", script, "write", path], {"PGSTANDBY_TEXT": text}, 30)
+
+    @property
+    def shared_dir(self) -> str:
+        if not self._shared_owned:  # a new volume is root's: give it to the servers' account
+            self._exec(["chown", "postgres:", SHARED_DIR], {}, 30, user="root")
+            self._shared_owned = True
+        return SHARED_DIR
 
     def _wait_exited(self, timeout: float, what: str) -> None:
         poll_until(

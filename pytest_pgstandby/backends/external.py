@@ -167,6 +167,18 @@ class ExternalNode:
     def open_relay(self, host: str, port: str) -> tuple[str, str]:
         raise self._refusal("partition")
 
+    def write_file(self, relpath: str, text: str, append: bool = False) -> None:
+        self.refuse_unless_owned(f"write {relpath} of")
+
+    def run(
+        self, argv: list[str], env: dict[str, str] | None = None, timeout: float | None = None
+    ) -> str:
+        raise self._refusal(f"run {argv[0]} as the server account of")
+
+    @property
+    def shared_dir(self) -> str:
+        raise self._refusal("keep backups or a WAL archive for")
+
     def cut_relay(self) -> None:
         self.refuse_unless_owned("partition")
 
@@ -355,6 +367,12 @@ class ExternalBackend:
         server = self.standbys[self._given]
         self._given += 1
         return self._node(server, name, "standby", "standby")
+
+    def create_node(self, name: str) -> ExternalNode:
+        raise NotOwnedError(
+            f"cannot add {name} to a cluster of external servers: the harness starts no "
+            "server there. Fix: build the pair with the harness (no --pgstandby-primary-dsn)."
+        )
 
     def close(self, keep: bool = False) -> None:
         """Nothing to remove: these servers belong to someone else."""

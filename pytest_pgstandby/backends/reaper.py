@@ -80,7 +80,7 @@ def release_file(path: Path) -> None:
 
 
 def watch_docker(cluster_label: str, owner_label: str) -> None:
-    """Remove the containers and networks labelled ``cluster_label`` (a ``key=value``)
+    """Remove the containers, networks and volumes labelled ``cluster_label`` (a ``key=value``)
     and ``owner_label`` if this process dies before ``release_docker``."""
     _client.send(
         {
@@ -113,6 +113,8 @@ def _reap_docker(entry: dict[str, Any]) -> None:
         _remove(container, force=True, v=True)
     for network in client.networks.list(filters=labels):
         remove_network(network, timeout=10)
+    for volume in client.volumes.list(filters=labels):
+        _remove(volume, force=True)
     client.close()
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from ..errors import SetupFailedError, WaitTimeoutError
 from .base import Role, owner_stamp
-from .local import LocalBackend, LocalNode
+from .local import LocalBackend
+from .local_node import LocalNode
 from .sessions import OWNER_MARK, ROOT_PREFIX
 
 SNAPSHOT_PREFIX = ROOT_PREFIX + "snapshot-"  # swept like a session root once its owner dies

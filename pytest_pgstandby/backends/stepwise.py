@@ -13,6 +13,7 @@ backend's labels, whose main process only waits (``sleep infinity``); each piece
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..labfiles import lab_file
 from .base import Credentials, NodeHandle, wait_accepting
-from .local import LocalBackend, LocalNode
+from .local import LocalBackend
+from .local_node import LocalNode
 
 if TYPE_CHECKING:  # imported where used: docker-py and testcontainers cost ~0.2 s
     from .docker import DockerBackend, DockerNode
@@ -160,7 +162,7 @@ class DockerSteps:
             .with_env("PGSTANDBY_POLL_INTERVAL", "0.02")
             .with_env(
                 "PGSTANDBY_START_COMMAND",
-                f"docker-entrypoint.sh postgres -D {PGDATA} -c cluster_name=standby",
+                shlex.join(backend.server_command("standby")),
             )
             .with_tmpfs_mount(PGDATA)
             .with_kwargs(labels=dict(backend.labels), entrypoint=["sleep", "infinity"])

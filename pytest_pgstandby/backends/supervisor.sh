@@ -8,7 +8,8 @@
 # the container); start() sends SIGUSR1 and the same command runs again on the same data.
 # Before that, a server that exits ends the container (a failed start shows as such).
 # A container stop (SIGINT/SIGTERM) stops the server and ends; a container restart of a
-# standby reruns the whole script (reclone()).
+# standby reruns the whole script (reclone()). With PGSTANDBY_START_IDLE set it starts
+# with no server, kept, and runs the command at the first SIGUSR1 (Cluster.add_node).
 set -u
 
 KEEP_FLAG=/tmp/pgstandby-keep
@@ -33,15 +34,22 @@ again() {
 trap end INT TERM
 trap again USR1
 
-run "$@"
+if [ -n "${PGSTANDBY_START_IDLE:-}" ]; then
+    # a node the harness fills first (from a backup): up, no server, until SIGUSR1
+    touch "$KEEP_FLAG"
+else
+    run "$@"
+fi
 while :; do
-    wait "$server"  # returns when the server exits, or when a trapped signal arrives
-    status=$?
-    if kill -0 "$server" 2>/dev/null; then
-        continue
+    if [ -n "$server" ]; then
+        wait "$server"  # returns when the server exits, or when a trapped signal arrives
+        status=$?
+        if kill -0 "$server" 2>/dev/null; then
+            continue
+        fi
+        [ "$ending" = 1 ] && exit 0
+        [ -e "$KEEP_FLAG" ] || exit "$status"
     fi
-    [ "$ending" = 1 ] && exit 0
-    [ -e "$KEEP_FLAG" ] || exit "$status"
     while [ "$wanted" = 0 ] && [ "$ending" = 0 ]; do
         sleep infinity &
         idle=$!

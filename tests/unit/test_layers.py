@@ -32,37 +32,41 @@ LAYERS: dict[str, int] = {
     "backends.sessions": 3,
     "backends.template": 5,
     "backends.reaper": 4,
-    "backends.local": 6,
+    "backends.local_node": 6,
+    "backends.local": 7,
     "backends.docker_node": 4,
     "backends.docker": 5,
     "backends.external": 4,
-    "backends.snapshot": 7,
-    "backends.select": 7,
-    "backends.stepwise": 7,
-    "node": 7,
-    "cluster": 8,
-    "databases": 9,
-    "snapshots": 9,
-    "assertions.report": 8,
-    "assertions.servers": 9,
-    "assertions.conninfo": 10,
-    "assertions.walsenders": 11,
-    "assertions.standby": 12,
-    "assertions.primary_conninfo": 12,
-    "assertions.streaming": 12,
-    "assertions.lag": 12,
-    "assertions.waits": 12,
-    "assertions": 13,
-    "doctor": 14,
-    "factories": 14,
-    "labctl": 14,
-    "lagview": 14,
-    "proofs": 14,
-    "exercises": 15,
-    "walkthrough": 15,
-    "cli": 16,
-    "plugin": 16,
-    "": 17,  # pytest_pgstandby/__init__.py
+    "backends.snapshot": 8,
+    "backends.select": 8,
+    "backends.stepwise": 8,
+    "node_core": 9,
+    "node_checks": 10,
+    "node_recovery": 10,
+    "node": 11,
+    "cluster": 12,
+    "databases": 13,
+    "snapshots": 13,
+    "assertions.report": 12,
+    "assertions.servers": 13,
+    "assertions.conninfo": 14,
+    "assertions.walsenders": 15,
+    "assertions.standby": 16,
+    "assertions.primary_conninfo": 16,
+    "assertions.streaming": 16,
+    "assertions.lag": 16,
+    "assertions.waits": 16,
+    "assertions": 17,
+    "doctor": 18,
+    "factories": 18,
+    "labctl": 18,
+    "lagview": 18,
+    "proofs": 18,
+    "exercises": 19,
+    "walkthrough": 19,
+    "cli": 20,
+    "plugin": 20,
+    "": 21,  # pytest_pgstandby/__init__.py
 }
 LAZY_ALLOWED = {"backends.docker", "backends.containers"}
 DOCKER_LIBRARIES = ("docker", "testcontainers")
@@ -149,3 +153,25 @@ def test_only_backends_import_docker_libraries() -> None:
 def test_no_module_is_over_500_lines() -> None:
     sizes = {m: len(p.read_text().splitlines()) for m, p in _modules().items()}
     assert {m: n for m, n in sizes.items() if n > 500} == {}
+
+
+def test_no_backend_module_defines_a_node_verb() -> None:
+    """A verb is written once, in the model (node*.py), on the handle's primitives: no
+    class of backends/ defines a method of that name (the primitives of NodeHandle, which
+    Node passes on under the same names, are the backends' to give)."""
+    from pytest_pgstandby.backends.base import NodeHandle
+    from pytest_pgstandby.node import Node
+
+    primitives = {name for name in dir(NodeHandle) if not name.startswith("_")}
+    verbs = {name for name in dir(Node) if not name.startswith("_")} - primitives
+    assert {"rewind", "backup", "pause_replay", "wait_for_log", "follow"} <= verbs
+    defined = {}
+    for name, path in _modules().items():
+        if not name.startswith("backends"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name in verbs:
+                        defined[f"{name}.{node.name}.{item.name}"] = item.lineno
+    assert defined == {}

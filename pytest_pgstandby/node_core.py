@@ -1,0 +1,322 @@
+"""NodeCore: one PostgreSQL server as the model sees it (identity, SQL, bounded waits,
+process control and files over the backend handle's primitives); the verbs of
+``Node`` build on it (node.py, node_checks.py, node_recovery.py).
+
+Knows replication and SQL; knows nothing of pytest nor of where a node lives: that is
+the backend handle's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from ._held import HeldConnection
+from ._text import mask_secrets
+from ._wait import NotYet, connect_budget, poll_until
+from .backends.base import NodeHandle, PeerAddress, Reach, StopMode, shown_dsn
+from .config import DEFAULT_TIMEOUT
+from .diagnosis import LogWatch
+
+log = logging.getLogger(__name__)
+
+LsnKind = Literal["insert", "write", "flush", "receive", "replay"]
+CatchupMode = Literal["receive", "replay"]
+
+# The one map of WAL positions: what each kind is called in SQL.
+_PRIMARY_LSN = {
+    "insert": "pg_current_wal_insert_lsn()",
+    "write": "pg_current_wal_lsn()",
+    "flush": "pg_current_wal_flush_lsn()",
+}
+_STANDBY_LSN = {"receive": "pg_last_wal_receive_lsn()", "replay": "pg_last_wal_replay_lsn()"}
+# Where an upstream stands, whether it is a primary or a standby (a cascade), as
+# PostgreSQL's Cluster.pm takes it: its write LSN, or its replay LSN while in recovery.
+_TIMELINE = """
+SELECT CASE WHEN NOT pg_is_in_recovery()
+            THEN ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+            ELSE coalesce((SELECT received_tli FROM pg_stat_wal_receiver),
+                          (SELECT timeline_id FROM pg_control_checkpoint()))
+       END
+"""
+_UPSTREAM_LSN = (
+    f"SELECT (CASE WHEN pg_is_in_recovery() THEN {_STANDBY_LSN['replay']} "
+    f"ELSE {_PRIMARY_LSN['write']} END)::text"
+)
+
+
+class NodeCore:
+    """What every verb of a ``Node`` stands on."""
+
+    def __init__(self, handle: NodeHandle, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.handle = handle
+        self.timeout = timeout
+        self._version: tuple[str, int] | None = None
+        self._held: HeldConnection | None = None  # waits' connection to a harness server
+        #: (upstream, slot) made for this node's streaming (a Cluster shares its own list)
+        self.slots_made: list[tuple[Any, str]] = []
+
+    # identity ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The node's name; a server given by bare DSN is named by its (masked) DSN."""
+        return self.handle.name or shown_dsn(self.dsn)
+
+    @property
+    def label(self) -> str:
+        """Name and masked DSN, for messages."""
+        shown = shown_dsn(self.dsn)
+        return f"{self.handle.name} ({shown})" if self.handle.name else shown
+
+    @property
+    def owned(self) -> bool:
+        """Whether the harness started this server (False for external servers)."""
+        return self.handle.owned
+
+    @property
+    def role(self) -> str:
+        return self.handle.role
+
+    @property
+    def host(self) -> str:
+        return self.handle.host
+
+    @property
+    def port(self) -> int:
+        return self.handle.port
+
+    @property
+    def data_dir(self) -> str:
+        return self.handle.data_dir
+
+    @property
+    def dsn(self) -> str:
+        """A libpq conninfo string for this server, as seen from the test process."""
+        return self.handle.dsn
+
+    def container_name(self) -> str | None:
+        """The Docker container the server runs in, or None."""
+        return self.handle.container_name()
+
+    def peer_address(self, peer: NodeCore) -> PeerAddress:
+        """How ``peer`` (a standby of this node) reaches it: host names, port, and how
+        that is known (a Docker network's aliases, or this node's DSN)."""
+        return self.handle.peer_address(peer.handle)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} ({self.role}) {mask_secrets(self.dsn)}>"
+
+    # SQL --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _wait_connection(self, connect_timeout: int) -> Iterator[HeldConnection]:
+        """The connection a wait polls on. A harness server's is kept between waits (a
+        wait then opens no connection at all: ~5 ms each on loopback); another server's
+        lasts one wait. Dropped on an error, and before this node stops or starts."""
+        if not self.owned:
+            with HeldConnection(self.connect, connect_timeout) as held:
+                yield held
+            return
+        if self._held is None:
+            self._held = HeldConnection(self.connect, connect_budget(self.timeout))
+        yield self._held
+
+    def close_connections(self) -> None:
+        """Close the connection waits keep open on this server (teardown does this)."""
+        if self._held is not None:
+            self._held.close()
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new autocommit psycopg connection; keyword arguments override conninfo keys.
+
+        ``connect_timeout`` is bounded (at most 10 s) so that a frozen server cannot hang
+        a wait."""
+        kwargs.setdefault("connect_timeout", connect_budget(self.timeout))
+        return psycopg.connect(make_conninfo(self.dsn, **kwargs), autocommit=True)
+
+    def execute(
+        self, sql: str, params: Sequence[Any] | None = None, **connect_kwargs: Any
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement on a fresh connection; return its rows ([] if it has none)."""
+        with self.connect(**connect_kwargs) as conn, conn.cursor() as cur:
+            # bytes: psycopg's typing wants a literal query; ours are composed by callers
+            cur.execute(sql.encode(), params)
+            return cur.fetchall() if cur.description else []
+
+    def query_value(
+        self, sql: str, params: Sequence[Any] | None = None, **connect_kwargs: Any
+    ) -> Any:
+        """The first column of the first row, or None."""
+        rows = self.execute(sql, params, **connect_kwargs)
+        return rows[0][0] if rows else None
+
+    def server_version_num(self) -> int:
+        """``server_version_num`` (e.g. 150018), asked once per node."""
+        return self._versions()[1]
+
+    def server_version(self) -> str:
+        """``server_version`` as the server prints it (``15.14 (Debian 15.14-0+deb12u1)``),
+        asked once per node."""
+        return self._versions()[0]
+
+    def _versions(self) -> tuple[str, int]:
+        if self._version is None:
+            text, num = self.execute(
+                "SELECT current_setting('server_version'),"
+                " current_setting('server_version_num')::int"
+            )[0]
+            self._version = (str(text), int(num))
+        return self._version
+
+    def is_in_recovery(self) -> bool:
+        return bool(self.query_value("SELECT pg_is_in_recovery()"))
+
+    def lsn(self, kind: LsnKind) -> str | None:
+        """A WAL position as text: ``insert``/``write``/``flush`` on a primary,
+        ``receive``/``replay`` on a standby (None where the server has none)."""
+        if kind in _STANDBY_LSN:
+            return self.query_value(f"SELECT {_STANDBY_LSN[kind]}::text")  # type: ignore[no-any-return]
+        if kind not in _PRIMARY_LSN:
+            raise ValueError(
+                f"unknown LSN kind {kind!r}; use insert, write, flush, receive or replay"
+            )
+        if self.is_in_recovery():
+            raise ValueError(f"{self.name} is a standby; {kind} LSN exists only on a primary")
+        return self.query_value(f"SELECT {_PRIMARY_LSN[kind]}::text")  # type: ignore[no-any-return]
+
+    def poll_query_until(
+        self,
+        sql: str,
+        expected: Any = True,
+        timeout: float | None = None,
+        params: Sequence[Any] | None = None,
+    ) -> None:
+        """Run ``sql`` (with ``params``) until its first value equals ``expected``
+        (bounded, fast polling); the timeout error says what it last returned."""
+
+        def check(held: HeldConnection, budget: int) -> bool:
+            row = held.row(sql, params, budget)
+            value = row[0] if row else None
+            if value != expected:
+                raise NotYet(f"returned {value!r}")
+            return True
+
+        self._poll_held(check, f"`{sql}` on {self.name} to return {expected!r}", timeout)
+
+    def _poll_held(
+        self,
+        check: Callable[[HeldConnection, int], bool],
+        what: str,
+        timeout: float | None,
+    ) -> None:
+        """Poll ``check`` on this node's held wait connection (each query bounded by the
+        connect budget), watching the node's log for a failure that ends the wait."""
+        budget = connect_budget(timeout or self.timeout)
+        with self._wait_connection(budget) as held:
+            poll_until(
+                lambda: check(held, budget),
+                what=what,
+                timeout=timeout or self.timeout,
+                log=self.log,
+                abort=LogWatch(self.log),
+            )
+
+    def wait_for_catchup(
+        self,
+        standby: NodeCore,
+        mode: CatchupMode = "replay",
+        target_lsn: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Wait until ``standby`` has received or replayed this node's current WAL position
+        (or ``target_lsn``). This node may itself be a standby (a cascade): its position is
+        then its replay LSN. Returns the target. The timeout error names both LSNs."""
+        if mode not in _STANDBY_LSN:
+            raise ValueError(f"unknown mode {mode!r}; use 'replay' or 'receive'")
+        budget = connect_budget(timeout or self.timeout)
+        target: Any = target_lsn
+        if not target:
+            with self._wait_connection(budget) as upstream:
+                row = upstream.row(_UPSTREAM_LSN, bound=budget)
+                target = row[0] if row else None
+        column = _STANDBY_LSN[mode]
+
+        def check(held: HeldConnection, bound: int) -> bool:
+            row = held.row(f"SELECT {column}::text, {column} >= %s::pg_lsn", [target], bound)
+            assert row is not None
+            if not row[1]:
+                raise NotYet(f"{standby.name} {mode} LSN {row[0]}, target {target}")
+            return True
+
+        what = f"{standby.name} to {mode} up to {target} of {self.name}"
+        standby._poll_held(check, what, timeout)
+        return str(target)
+
+    # process control and files ---------------------------------------------------------
+    def pause(self) -> None:
+        """Freeze the whole server (SIGSTOP of every process; ``docker pause``), as a
+        hung machine would: it neither answers nor replies to its peers."""
+        self.handle.pause()
+
+    def resume(self) -> None:
+        self.handle.resume()
+
+    def stop(self, mode: StopMode = "fast") -> None:
+        self.close_connections()  # a smart shutdown would wait for it
+        self.handle.stop(mode, self.timeout)
+
+    def start(self) -> None:
+        self.close_connections()
+        self.handle.start()
+
+    def restart(self, mode: StopMode = "fast") -> None:
+        self.handle.refuse_unless_owned("restart")
+        self.stop(mode)
+        self.start()
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL, as a crash would."""
+        self.close_connections()
+        self.handle.kill()
+
+    def reclone(self) -> None:
+        """Rebuild this standby by the documented procedure: ``setup-standby.sh`` runs on
+        it again (it empties the data directory and takes a new base backup; what a
+        container restart does in the seed's setup). Returns once it streams. Unlike
+        ``restart()``, nothing of its own data survives."""
+        self.handle.refuse_unless_owned("reclone")
+        self.close_connections()
+        self.handle.reclone()
+        self.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
+
+    def is_running(self) -> bool:
+        return self.handle.is_running()
+
+    def reach(self, host: str, port: int) -> Reach:
+        """Resolve ``host`` and reach ``port`` from the server's side (its container, or
+        this machine): the seed's "verify network connectivity"."""
+        return self.handle.reach(host, port)
+
+    def read_file(self, relpath: str) -> str:
+        """A file of the data directory, e.g. ``node.read_file("postgresql.auto.conf")``."""
+        return self.handle.read_file(relpath)
+
+    def file_exists(self, relpath: str) -> bool:
+        return self.handle.exists(relpath)
+
+    def file_location(self, relpath: str = "") -> str:
+        """Where a file of the data directory lives (``container:path`` in Docker)."""
+        return self.handle.file_location(relpath)
+
+    def log(self) -> str:
+        """The server's log so far."""
+        return self.handle.log()
+
+    def setup_output(self) -> str:
+        """What the lab script printed while making this node (initdb + setup-primary.sh,
+        or setup-standby.sh with pg_basebackup's progress)."""
+        return self.handle.setup_output()
