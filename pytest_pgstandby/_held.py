@@ -34,6 +34,7 @@ class HeldConnection:
         """The first row; connecting and the query each take at most ``bound`` seconds
         (the wait's own connect budget), else this connection's."""
         bound = bound or self.connect_timeout
+        kept = self.conn is not None
         if self.conn is None:
             self.conn = self.connect(connect_timeout=bound, application_name="pgstandby-wait")
         conn = self.conn
@@ -41,6 +42,14 @@ class HeldConnection:
         watchdog.start()
         try:
             return conn.execute(sql.encode(), params).fetchone()
+        except psycopg.OperationalError:
+            self.close()
+            if kept and not watchdog.finished.is_set():
+                # kept from before, and the server closed it since (a restart, a
+                # snapshot's clean stop): never raised, made anew once
+                watchdog.cancel()
+                return self.row(sql, params, bound)
+            raise
         except psycopg.Error:
             self.close()
             raise

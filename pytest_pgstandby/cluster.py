@@ -25,10 +25,12 @@ from ._text import mask_secrets
 from .backends.base import Backend, NodeHandle, conninfo_params
 from .backends.select import open_backend
 from .config import Settings
+from .diagnosis import explain
 from .errors import (
     ConfigurationError,
     NotOwnedError,
     PgStandbyError,
+    SetupFailedError,
     TooManyStandbysError,
     VersionMismatchError,
 )
@@ -119,9 +121,7 @@ class Cluster:
     def describe_servers(self) -> str:
         """``PostgreSQL 13.22 (Debian 13.22-0+deb11u1) on docker (pgstandby/postgres:13)``:
         what ran, for the pytest report and summary."""
-        where = getattr(self.backend, "image", None) or getattr(
-            getattr(self.backend, "bins", None), "source", None
-        )
+        where = self.backend.runs_from
         return f"PostgreSQL {self.server_version} on {self.backend.name}" + (
             f" ({where})" if where else ""
         )
@@ -271,7 +271,16 @@ class Cluster:
             lines["restore_command"] = f"cp {node.archive_dir()}/%f %p"
         node.set_conf_lines(**lines, **{k: str(v) for k, v in (conf or {}).items()})
         node.handle.write_file("standby.signal" if standby else "recovery.signal", "")
-        node.start()
+        offset = node.log_offset()
+        try:
+            node.start()
+        except PgStandbyError as exc:
+            cause = explain(node.log()[offset:])
+            if cause is None:
+                raise
+            raise SetupFailedError(
+                f"{name} could not start from backup {backup.name!r}: {cause}"
+            ) from exc
         if streaming:
             node.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
             if standby:
@@ -289,6 +298,29 @@ class Cluster:
         raise ConfigurationError(
             "no standby of the cluster runs to copy a primary_conninfo from. Fix: start one."
         )
+
+    def shape(self) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, list[str]]]:
+        """By name: each standby's upstream, the slots the harness made (upstream, slot),
+        each upstream's synchronous standbys. What a snapshot keeps."""
+        upstreams = {s.name: self._upstreams[s.name].name for s in self.standbys}
+        slots = [(up.name, slot) for up, slot in self.slots]
+        return upstreams, slots, {up: list(names) for up, names in self._synchronous.items()}
+
+    def adopt(
+        self,
+        handles: list[NodeHandle],
+        upstreams: dict[str, str],
+        slots: list[tuple[str, str]],
+        synchronous: dict[str, list[str]],
+    ) -> None:
+        """Take nodes already running in a known shape (a snapshot's copies): the first
+        is the primary."""
+        nodes = {h.name: self._node(h) for h in handles}
+        self.primary = nodes[handles[0].name]
+        self.standbys = [nodes[h.name] for h in handles[1:]]
+        self._upstreams = {s: nodes[up] for s, up in upstreams.items()}
+        self.slots[:] = [(nodes[up], slot) for up, slot in slots]
+        self._synchronous = {up: list(names) for up, names in synchronous.items()}
 
     def _node(self, handle: NodeHandle) -> Node:
         """A Node of this cluster: slots made for its streaming (follow()) are the

@@ -28,11 +28,12 @@ KNOWN_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
         "create it on the upstream (upstream.create_slot(name)); follow() does so itself",
     ),
     (
-        re.compile(r"invalidating (?:obsolete )?replication slot \"[^\"]+\""),
-        "the standby's slot was invalidated: it fell further behind than its upstream's "
-        "max_slot_wal_keep_size allows, and the WAL it needs is gone",
-        "rebuild the standby (standby.reclone()) and drop or recreate the slot; next time "
-        "a larger max_slot_wal_keep_size (or -1, no limit) on the upstream",
+        re.compile(r"recovery ended before configured recovery target was reached"),
+        "targeted recovery ran out of WAL before its recovery target: neither the backup "
+        "nor the archive holds WAL up to it",
+        "a target between the backup's end and the last archived segment (archiving=True; "
+        "pg_stat_archiver.last_archived_wal on the primary), or switch and archive the "
+        "segment first (primary.advance_wal(1))",
     ),
     (
         re.compile(r'password authentication failed for user "[^"]+"'),
@@ -41,6 +42,10 @@ KNOWN_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
         "and the upstream's pg_hba.conf",
     ),
 ]
+
+
+#: The failures that mean the standby cannot get the WAL it needs (the doctor's step).
+WAL_FAILURES = KNOWN_FAILURES[:2]
 
 
 class LogWatch:
@@ -71,9 +76,13 @@ class LogWatch:
         if self._seen is None:  # the first look: what was logged before is not ours
             self._seen = len(text)
             return None
-        fresh = text[self._seen :] if len(text) >= self._seen else text
-        for pattern, meaning, fix in KNOWN_FAILURES:
-            match = pattern.search(fresh)
-            if match:
-                return f'{meaning} ("{match.group(0)}" in its log). Fix: {fix}.'
-        return None
+        return explain(text[self._seen :] if len(text) >= self._seen else text)
+
+
+def explain(logged: str) -> str | None:
+    """The first known failure ``logged`` states: its meaning, the line, and the fix."""
+    for pattern, meaning, fix in KNOWN_FAILURES:
+        match = pattern.search(logged)
+        if match:
+            return f'{meaning} ("{match.group(0)}" in its log). Fix: {fix}.'
+    return None

@@ -18,8 +18,8 @@ from psycopg.conninfo import make_conninfo
 from .assertions import assert_primary_conninfo, assert_standby_signal
 from .assertions.conninfo import parse_conninfo, read_conninfo
 from .assertions.report import error_text
-from .backends.external import ExternalNode
-from .diagnosis import KNOWN_FAILURES
+from .backends.base import CONTAINER_PGDATA, LOOPBACK
+from .diagnosis import WAL_FAILURES
 from .errors import PgStandbyError
 from .node import Node, ServerLike, as_node
 
@@ -112,7 +112,7 @@ def _primary_ready(p: Node, s: Node, standby: Seen) -> Step:
 
 #: where the procedure writes (setup-standby.sh's DATA_DIR, the seed's value) and where the
 #: lab keeps its volumes
-PROCEDURE_DATA_DIR = "/var/lib/postgresql/data"
+PROCEDURE_DATA_DIR = CONTAINER_PGDATA
 
 
 def _data_directory(p: Node, s: Node, standby: Seen) -> Step:
@@ -164,9 +164,7 @@ def _data_directory(p: Node, s: Node, standby: Seen) -> Step:
 def _written_dir(node: Node) -> str:
     """The directory the procedure wrote for a server in a container: the one given for it
     (the harness's pinned PGDATA, Server(dsn, data_dir=...)), else the lab's."""
-    if isinstance(node.handle, ExternalNode):
-        return node.handle.server.data_dir or PROCEDURE_DATA_DIR
-    return node.data_dir or PROCEDURE_DATA_DIR
+    return node.given_data_dir or PROCEDURE_DATA_DIR
 
 
 def _runs_from(node: Node) -> tuple[str, str | None]:
@@ -302,7 +300,7 @@ def _authentication(p: Node, s: Node, standby: Seen) -> Step:
         [user],
     )
     # a loopback-only line admits a standby only when it reaches the primary by loopback
-    by_loopback = params.get("host", "") in ("127.0.0.1", "localhost", "::1")
+    by_loopback = params.get("host", "") in LOOPBACK
     hba = [r for r in rules if by_loopback or r[5] not in ("127.0.0.1", "::1")]
     if not hba:
         return Step(name, False, f"no pg_hba.conf line on the primary admits replication "
@@ -341,11 +339,12 @@ def _authentication(p: Node, s: Node, standby: Seen) -> Step:
 def _wal_available(p: Node, s: Node, standby: Seen) -> Step:
     name = "WAL still available"
     text = standby.output
-    pattern, meaning, fix = KNOWN_FAILURES[0]
-    found = pattern.findall(text)
-    if found and not _streams(s):
-        return Step(name, False, f"{meaning}: `{found[-1]}`", fix)
-    return Step(name, True, "the standby's log reports no removed WAL segment")
+    if not _streams(s):
+        for pattern, meaning, fix in WAL_FAILURES:
+            found = pattern.findall(text)
+            if found:
+                return Step(name, False, f"{meaning}: `{found[-1]}`", fix)
+    return Step(name, True, "the standby's log reports no removed WAL segment or lost slot")
 
 
 def _streaming(p: Node, s: Node, standby: Seen) -> Step:

@@ -16,11 +16,12 @@ import psycopg
 from . import assertions as a
 from ._text import mask_secrets
 from ._wait import poll_until
+from .backends.base import CONTAINER_PGDATA
 from .errors import PgStandbyError
 from .labfiles import lab_dir
 
 LAB_IMAGE_DEFAULT = "pgstandby/postgres:15"
-PGDATA = "/var/lib/postgresql/data"  # lab/docker-compose.yml pins it
+PGDATA = CONTAINER_PGDATA  # lab/docker-compose.yml pins it
 LAB_PASSWORD_DEFAULT = "postgres"  # lab/docker-compose.yml's POSTGRES_PASSWORD default
 
 

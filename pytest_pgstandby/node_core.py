@@ -22,6 +22,7 @@ from ._wait import NotYet, connect_budget, poll_until
 from .backends.base import NodeHandle, PeerAddress, Reach, StopMode, shown_dsn
 from .config import DEFAULT_TIMEOUT
 from .diagnosis import LogWatch
+from .errors import SetupFailedError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,19 @@ class NodeCore:
 
     @property
     def role(self) -> str:
-        return self.handle.role
+        """``primary`` or ``standby`` as the server says now (``pg_is_in_recovery()``), so
+        that a promote() or a rewind() shows; the role the harness was told where the
+        server does not answer (stopped, or an external server's role name)."""
+        try:
+            return "standby" if self.is_in_recovery() else "primary"
+        except psycopg.Error:
+            return self.handle.role
+
+    @property
+    def given_data_dir(self) -> str:
+        """The data directory the harness made or was told for this server ("" when it
+        is only guessed, as for a bare DSN or a container's PGDATA)."""
+        return self.handle.given_data_dir
 
     @property
     def host(self) -> str:
@@ -109,7 +122,7 @@ class NodeCore:
         return self.handle.peer_address(peer.handle)
 
     def __repr__(self) -> str:
-        return f"<Node {self.name} ({self.role}) {mask_secrets(self.dsn)}>"
+        return f"<Node {self.name} {mask_secrets(self.dsn)}>"
 
     # SQL --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -253,8 +266,37 @@ class NodeCore:
             return True
 
         what = f"{standby.name} to {mode} up to {target} of {self.name}"
-        standby._poll_held(check, what, timeout)
+        try:
+            standby._poll_held(check, what, timeout)
+        except SetupFailedError as exc:
+            lost = self._lost_slot_of(standby)
+            if lost is None:
+                raise
+            raise SetupFailedError(f"{lost}\n{exc}") from None
         return str(target)
+
+    def _lost_slot_of(self, standby: NodeCore) -> str | None:
+        """Why a standby with a slot still lacks WAL: its slot here was invalidated
+        (``wal_status`` lost, PostgreSQL 13+), or None."""
+        try:
+            slot = str(standby.query_value("SHOW primary_slot_name") or "")
+            row = self.execute(
+                "SELECT current_setting('max_slot_wal_keep_size') FROM pg_replication_slots "
+                "WHERE slot_name = %s AND wal_status = 'lost'",
+                [slot],
+            )
+        except psycopg.Error:
+            return None
+        if not slot or not row:
+            return None
+        return (
+            f"{standby.name}'s replication slot {slot!r} on {self.name} was invalidated "
+            f"(wal_status lost): the standby fell further behind than max_slot_wal_keep_size"
+            f"={row[0][0]} allows, and the WAL it needs is gone. Fix: standby.reclone() (the "
+            f"slot keeps its name; drop and create it again on {self.name} if the rebuilt "
+            "standby must stream through it), and a larger max_slot_wal_keep_size (-1: no "
+            "limit) if it must survive falling that far behind."
+        )
 
     # process control and files ---------------------------------------------------------
     def pause(self) -> None:

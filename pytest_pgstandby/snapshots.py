@@ -17,7 +17,6 @@ from .backends.snapshot import LocalSnapshot, restore, take
 from .cluster import Cluster
 from .config import Settings
 from .errors import UnsupportedError
-from .node import Node
 
 
 @dataclass
@@ -39,13 +38,8 @@ class ClusterSnapshot:
         backend = LocalBackend(settings.pg_bin, settings.timeout, major=settings.version)
         cluster = Cluster(settings, backend, f"restored from the snapshot {self.saved.root}")
         try:
-            handles = restore(backend, self.saved)
-            nodes = {h.name: Node(h, settings.timeout) for h in handles}
-            cluster.primary = nodes[self.saved.nodes[0].name]
-            cluster.standbys = [nodes[n.name] for n in self.saved.nodes[1:]]
-            cluster._upstreams = {s: nodes[up] for s, up in self.upstreams.items()}
-            cluster.slots = [(nodes[up], slot) for up, slot in self.slots]
-            cluster._synchronous = {up: list(names) for up, names in self.synchronous.items()}
+            handles = restore(backend, self.saved)  # in the snapshot's order: the primary first
+            cluster.adopt(list(handles), self.upstreams, self.slots, self.synchronous)
             _wait_streaming(cluster)
         except BaseException:
             cluster.close(keep=settings.keeps(failed=True))
@@ -77,16 +71,12 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
             "live elsewhere. Fix: backend='local', or fresh='rebuild' for function-scoped "
             "clusters (each test's pair made by the script)."
         )
-    upstreams = {s.name: cluster._upstreams[s.name].name for s in cluster.standbys}
+    upstreams, slots, synchronous = cluster.shape()
+    for node in cluster.nodes:
+        node.close_connections()  # the clean stop ends them: none may be kept past it
     saved = take(backend, upstreams)
     _wait_streaming(cluster)
-    return ClusterSnapshot(
-        cluster.settings,
-        saved,
-        upstreams,
-        [(up.name, slot) for up, slot in cluster.slots],
-        {up: list(names) for up, names in cluster._synchronous.items()},
-    )
+    return ClusterSnapshot(cluster.settings, saved, upstreams, slots, synchronous)
 
 
 def _wait_streaming(cluster: Cluster) -> None:

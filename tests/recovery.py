@@ -7,17 +7,12 @@ provides ``make_cluster(**settings)`` for its backend.
 from __future__ import annotations
 
 import time
-import uuid
 
 import psycopg
 import pytest
 
 from pytest_pgstandby import Node, PgStandbyError, WrongRoleError
-from tests.scenarios import MakeCluster
-
-
-def _table() -> str:
-    return f"t_{uuid.uuid4().hex[:8]}"
+from tests.scenarios import MakeCluster, _table
 
 
 def _started(node: Node) -> str:
@@ -96,6 +91,27 @@ def test_point_in_time_recovery_to_an_lsn_a_restore_point_and_an_xid(
             node.execute(f"INSERT INTO {table} VALUES (100)")  # promoted: it writes
             assert node.log_contains(r"recovery stopping"), target
         assert primary.execute(f"SELECT count(*) FROM {table}") == [(5,)]
+
+
+def test_a_recovery_target_never_reached_is_named(make_cluster: MakeCluster) -> None:
+    """A target past the end of the archive: 14 and later stop with a FATAL line, which
+    add_node names with the fix; 13 ends recovery where the WAL ends and promotes."""
+    with make_cluster(standbys=1, archiving=True) as cluster:
+        backup = cluster.primary.backup("short")
+        future = {"recovery_target_lsn": "FF/0"}
+        if cluster.primary.server_version_num() < 140000:
+            promote = {**future, "recovery_target_action": "promote"}
+            node = cluster.add_node("never", backup, restoring=True, standby=False, conf=promote)
+            node.poll_query_until("SELECT pg_is_in_recovery()", False)
+            return
+        with pytest.raises(PgStandbyError) as info:
+            cluster.add_node("never", backup, restoring=True, standby=False, conf=future)
+        assert str(info.value).startswith(
+            "never could not start from backup 'short': targeted recovery ran out of WAL "
+            "before its recovery target: neither the backup nor the archive holds WAL up to "
+            'it ("recovery ended before configured recovery target was reached" in its log). '
+            "Fix: a target between the backup's end and the last archived segment"
+        ), str(info.value)
 
 
 def test_a_standby_from_a_backup_streams_and_restores(make_cluster: MakeCluster) -> None:
@@ -217,8 +233,12 @@ def test_an_invalidated_slot_ends_the_wait_at_once(make_cluster: MakeCluster) ->
         with pytest.raises(PgStandbyError) as info:
             primary.wait_for_catchup(standby)
         assert time.monotonic() - started < 30, "ended by the log, not by the timeout"
-        assert "gave up waiting" in str(info.value)
-        assert "reclone()" in str(info.value)
+        text = str(info.value)
+        assert text.startswith(
+            "standby1's replication slot 'standby1' on primary was invalidated (wal_status "
+            "lost): the standby fell further behind than max_slot_wal_keep_size=1MB allows"
+        ), text
+        assert "Fix: standby.reclone()" in text and "gave up waiting" in text
 
 
 @pytest.mark.parametrize("shape", [{"slots": True}, {"profile": "hardened"}])

@@ -10,6 +10,7 @@ container or a DSN it parses itself.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ Role = Literal["primary", "standby"]
 REPLICATION_USER = "replicator"
 REPLICATION_PASSWORD = "replicator_password"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: Where a server in a container keeps its data: the official image's PGDATA up to 17,
+#: which the lab and the harness pin (postgres:18 moved its default), and the procedure's.
+CONTAINER_PGDATA = "/var/lib/postgresql/data"
+#: How each shutdown mode is asked of a postmaster.
+STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 # The hardened profile's values for the same script steps (docs/profiles.md): the method
 # of every line the scripts write, and the password in a passfile rather than in
 # primary_conninfo (set but empty, POSTGRES_REPLICATION_PASSWORD lets libpq read it).
@@ -230,6 +236,10 @@ class NodeHandle(Protocol):
         """A libpq conninfo string for this server, as seen from the test process."""
 
     @property
+    def given_data_dir(self) -> str:
+        """The data directory the harness made or was told ("" when only guessed)."""
+
+    @property
     def owned(self) -> bool:
         """Whether the harness started this server (and so may stop or change it)."""
 
@@ -302,6 +312,11 @@ class OwnedHandle:
     """What every handle of a server the harness started shares."""
 
     owned = True
+    data_dir: str
+
+    @property
+    def given_data_dir(self) -> str:
+        return self.data_dir
 
     def refuse_unless_owned(self, verb: str) -> None:
         """The harness started this server: every verb is allowed."""
@@ -319,6 +334,11 @@ class Backend(Protocol):
     replication_password: str
 
     def describe(self) -> str: ...
+    @property
+    def runs_from(self) -> str:
+        """What the servers run from, for reports: the image, or where the binaries came
+        from ("" for servers the harness did not start)."""
+
     def create_primary(self, name: str) -> NodeHandle: ...
     def create_standby(
         self, name: str, upstream: NodeHandle, slot: str | None = None

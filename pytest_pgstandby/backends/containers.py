@@ -30,7 +30,7 @@ from ..errors import (
     SetupFailedError,
     WaitTimeoutError,
 )
-from .base import PeerAddress, Reach, owner_alive
+from .base import LOOPBACK, PeerAddress, Reach, owner_alive
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +368,7 @@ class ContainerRelay:
             raise SetupFailedError(f"could not signal the relay in {self.name}: {out!r}")
 
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "")
+_LOOPBACK = (*LOOPBACK, "")
 
 
 _ANY_OR_LOOPBACK = ("127.0.0.1", "0.0.0.0", "::", "")

@@ -199,10 +199,14 @@ class DockerBackend:
     def _refuse_clash(self, name: str) -> None:
         refuse_clash(self.client, name)
 
+    @property
+    def runs_from(self) -> str:
+        return self.image
+
     def describe(self) -> str:
         return f"docker: image {self.image}, network pgstandby-{self.cluster}"
 
-    def _container(self, node: str, alias: str) -> Any:
+    def container_spec(self, node: str, alias: str) -> Any:
         self._refuse_clash(self.container_name(node))
 
         container = (
@@ -233,7 +237,7 @@ class DockerBackend:
         envs = {"PGSTANDBY_PASSFILE_LINE": line, **hardened_standby_values(PASSFILE_IN_CONTAINER)}
         return container.with_envs(**envs), ["bash", "-c", _WRITE_PASSFILE_THEN_SCRIPT]
 
-    def _start(self, node: DockerNode, wait: bool = True) -> DockerNode:
+    def start_node(self, node: DockerNode, wait: bool = True) -> DockerNode:
         self.nodes.append(node)
         if wait:
             node.container.start()
@@ -251,7 +255,7 @@ class DockerBackend:
         # a copy of it in place of initdb (0.05 s instead of 0.7 s); every other step of the
         # entrypoint, setup-primary.sh included, runs as it is.
         entrypoint = ["bash", SUPERVISOR_IN_CONTAINER, "docker-entrypoint.sh"]
-        container = self._container(name, PRIMARY_ALIAS)
+        container = self.container_spec(name, PRIMARY_ALIAS)
         if self.template:
             entrypoint[2:] = ["bash", PRIMARY_INIT_IN_CONTAINER]
             container = container.with_volume_mapping(str(PRIMARY_INIT), PRIMARY_INIT_IN_CONTAINER)
@@ -276,7 +280,7 @@ class DockerBackend:
             container = container.with_envs(**HARDENED_PRIMARY_VALUES)
         creds = Credentials(password=self.superuser_password)
         node = DockerNode(self, name, "primary", PRIMARY_ALIAS, container, creds)
-        return self._start(node, wait=False)
+        return self.start_node(node, wait=False)
 
     def create_standby(
         self, name: str, upstream: NodeHandle, slot: str | None = None
@@ -292,7 +296,7 @@ class DockerBackend:
         standbys = sum(1 for n in self.nodes if n.role == "standby")
         alias = STANDBY_ALIAS if standbys == 0 else f"{STANDBY_ALIAS}-{standbys + 1}"
         container = (
-            self._container(name, alias)
+            self.container_spec(name, alias)
             .with_volume_mapping(str(lab_file("setup-standby.sh")), "/setup-standby.sh")
             .with_volume_mapping(str(RELAY), RELAY_IN_CONTAINER)
         )
@@ -319,7 +323,8 @@ class DockerBackend:
             container, entrypoint = self._with_passfile(container)
         container = container.with_kwargs(labels=dict(self.labels), entrypoint=entrypoint)
         creds = Credentials(password=self.superuser_password)
-        return self._start(DockerNode(self, name, "standby", alias, container, creds, upstream=up))
+        node = DockerNode(self, name, "standby", alias, container, creds, upstream=up)
+        return self.start_node(node)
 
     @staticmethod
     def server_command(name: str, slot: str | None = None) -> list[str]:
@@ -332,7 +337,7 @@ class DockerBackend:
         what the model put there."""
         alias = f"postgres-{name.replace('_', '-')}-lab"
         container = (
-            self._container(name, alias)
+            self.container_spec(name, alias)
             .with_volume_mapping(str(RELAY), RELAY_IN_CONTAINER)
             .with_volume_mapping(str(SUPERVISOR), SUPERVISOR_IN_CONTAINER)
             .with_env("PGSTANDBY_START_IDLE", "1")

@@ -17,6 +17,8 @@ from psycopg.conninfo import make_conninfo
 from .._wait import poll_until
 from ..errors import SetupFailedError, UnsupportedError, WaitTimeoutError
 from .base import (
+    CONTAINER_PGDATA,
+    STOP_SIGNALS,
     Credentials,
     NodeHandle,
     OwnedHandle,
@@ -35,7 +37,7 @@ from .readiness import wait_container_ready
 
 log = logging.getLogger(__name__)
 
-PGDATA = "/var/lib/postgresql/data"  # pinned: postgres:18 moved its default
+PGDATA = CONTAINER_PGDATA  # pinned: postgres:18 moved its default
 SHARED_DIR = "/pgstandby"  # the cluster's volume, in every container: backups, WAL archive
 SOCKET_DIR = "/var/run/postgresql"  # the images' (Debian's and the official) socket
 PRIMARY_ALIAS = "postgres-primary-lab"
@@ -48,7 +50,6 @@ PRIMARY_INIT = Path(__file__).with_name("primary-init.sh")
 PRIMARY_INIT_IN_CONTAINER = "/pgstandby-primary-init.sh"
 TEMPLATE_LABEL = "org.pgstandby.template"  # lab/image/Dockerfile: an initdb made at build
 RELAY_PORT = "15432"  # on the container's own 127.0.0.1
-_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 _SETUP_END = {
     "primary": "PostgreSQL init process complete; ready for start up.",
     "standby": "Starting standby server...",
@@ -255,7 +256,7 @@ class DockerNode(OwnedHandle):
         if not self.is_running():
             return
         self._kept_flag()
-        self._postmaster(f"kill -{_SIGNALS[mode].name.removeprefix('SIG')}")
+        self._postmaster(f"kill -{STOP_SIGNALS[mode].name.removeprefix('SIG')}")
         self._wait_down(timeout, f"a {mode} shutdown")
 
     def _wait_down(self, timeout: float, what: str) -> None:

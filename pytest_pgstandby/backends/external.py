@@ -20,6 +20,7 @@ from .._text import mask_secrets
 from .._wait import connect_budget
 from ..errors import ConfigurationError, FilesUnavailableError, NotOwnedError
 from .base import (
+    CONTAINER_PGDATA,
     NodeHandle,
     PeerAddress,
     Reach,
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: A data directory inside a container, when neither ``data_dir`` nor the server says.
-CONTAINER_PGDATA = "/var/lib/postgresql/data"
 _BARE_DSN_FIX = (
     "Pass Server(dsn, data_dir='/path/to/data') for a server on this machine, or "
     "Server(dsn, container='<container name>') for one in a Docker container"
@@ -124,6 +123,10 @@ class ExternalNode:
     def data_dir(self) -> str:
         if self.server.container:
             return self._in_container()
+        return self.server.data_dir or ""
+
+    @property
+    def given_data_dir(self) -> str:
         return self.server.data_dir or ""
 
     def _label(self) -> str:
@@ -335,6 +338,8 @@ class ExternalBackend:
         self.standbys = list(standbys)
         self.timeout = timeout
         self._given = 0
+
+    runs_from = ""
 
     def describe(self) -> str:
         n = len(self.standbys)

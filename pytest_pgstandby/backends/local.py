@@ -144,6 +144,10 @@ class LocalBackend:
         self.nodes.append(node)
         return node
 
+    @property
+    def runs_from(self) -> str:
+        return self.bins.source
+
     def describe(self) -> str:
         return (
             f"local: {self.bins.describe()}, servers run as {self.account.name!r}, data in "

@@ -17,6 +17,7 @@ from ..binaries import Binaries
 from ..errors import SetupFailedError, UnsupportedError, WaitTimeoutError
 from .accounts import Account
 from .base import (
+    STOP_SIGNALS,
     Credentials,
     NodeHandle,
     OwnedHandle,
@@ -33,8 +34,6 @@ from .sessions import record_process, start_relay, with_descendants
 from .template import run_as
 
 log = logging.getLogger(__name__)
-
-_STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
 class ProcessBackend(Protocol):
@@ -161,7 +160,7 @@ class LocalNode(OwnedHandle):
         if not self.is_running():
             return
         assert self.proc is not None
-        self.proc.send_signal(_STOP_SIGNALS[mode])
+        self.proc.send_signal(STOP_SIGNALS[mode])
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

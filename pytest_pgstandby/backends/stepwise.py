@@ -155,7 +155,7 @@ class DockerSteps:
 
         backend = self.backend
         container = (
-            backend._container("standby", STANDBY_ALIAS)
+            backend.container_spec("standby", STANDBY_ALIAS)
             .with_volume_mapping(str(lab_file("setup-standby.sh")), "/setup-standby.sh")
             # the values create_standby gives the script; cluster_name is the WAL
             # receiver's application_name, by which the primary knows the standby
@@ -171,7 +171,7 @@ class DockerSteps:
         node = DockerNode(
             backend, "standby", "standby", STANDBY_ALIAS, container, creds, upstream=self.primary
         )
-        return backend._start(node, wait=False)
+        return backend.start_node(node, wait=False)
 
     def describe(self) -> str:
         return (
