@@ -27,11 +27,11 @@ import threading
 from collections.abc import Callable, Sequence
 
 from . import assertions as a
-from . import doctor, exercises, lagview, walkthrough
+from .classroom import doctor, exercises, lagview, walkthrough
+from .classroom.labctl import LAB_IMAGE_DEFAULT, Lab
 from .cluster import start_cluster
 from .config import BACKENDS, Settings
 from .errors import ConfigurationError, PgStandbyError
-from .labctl import LAB_IMAGE_DEFAULT, Lab
 from .labfiles import lab_file
 
 

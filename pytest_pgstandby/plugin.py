@@ -14,10 +14,11 @@ from dataclasses import fields
 import psycopg
 import pytest
 
-from . import binaries, lagview
+from . import binaries
 from ._text import mask_secrets
 from .assertions.lag import LagSample
 from .backends.select import docker_status
+from .classroom import lagview
 from .cluster import Cluster, take_built
 from .config import BACKENDS, KEEP, LIST_SETTINGS, Settings
 from .databases import ReplicatedDatabase, create_database, drop_database

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import psycopg
 
 from pytest_pgstandby.backends.sessions import free_port
-from pytest_pgstandby.labctl import compose_command
+from pytest_pgstandby.classroom.labctl import compose_command
 from pytest_pgstandby.labfiles import lab_dir
 
 LAB = lab_dir()

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_pgstandby import exercises
-from pytest_pgstandby.labctl import Lab
+from pytest_pgstandby.classroom import exercises
+from pytest_pgstandby.classroom.labctl import Lab
 from tests.docker.compose import ComposeLab, own_lab
 
 pytestmark = pytest.mark.docker

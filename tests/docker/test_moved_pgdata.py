@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from pytest_pgstandby import Server, Settings, assert_streaming, start_cluster
-from pytest_pgstandby.doctor import diagnose
+from pytest_pgstandby.classroom.doctor import diagnose
 from tests.docker.compose import own_lab, run
 from tests.docker.images import derived_image, ensure_images
 

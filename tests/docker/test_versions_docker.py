@@ -20,7 +20,7 @@ from pytest_pgstandby import (
     VersionMismatchError,
     start_cluster,
 )
-from pytest_pgstandby.labctl import Lab
+from pytest_pgstandby.classroom.labctl import Lab
 from tests.docker.compose import own_lab
 from tests.docker.images import MATRIX, derived_image, ensure_images
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from matplotlib import image
 
-from pytest_pgstandby import Cluster, lagview
+from pytest_pgstandby import Cluster
 from pytest_pgstandby.assertions import Server
 from pytest_pgstandby.assertions.lag import lsn_bytes
+from pytest_pgstandby.classroom import lagview
 from pytest_pgstandby.node import as_node
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -120,7 +121,7 @@ def _watching(primary: str, standby: str) -> Iterator[subprocess.Popen[str]]:
         # Ctrl-C as a terminal sends it, even where this run inherited SIGINT ignored (a
         # background job): the child takes the default handler back first
         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "from pytest_pgstandby import lagview; "
+        "from pytest_pgstandby.classroom import lagview; "
         "from pytest_pgstandby.assertions import Server; "
         "sys.exit(lagview.watch(Server(sys.argv[1]), Server(sys.argv[2]), interval=0.1))"
     )

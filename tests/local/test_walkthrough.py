@@ -16,13 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pgstandby import Cluster, proofs
+from pytest_pgstandby import Cluster
 from pytest_pgstandby.backends.external import Server
 from pytest_pgstandby.backends.stepwise import LocalSteps
+from pytest_pgstandby.classroom import proofs
+from pytest_pgstandby.classroom.walkthrough import (
+    SECTIONS,
+    Walkthrough,
+    close_steps,
+    split_script,
+    squeeze,
+)
 from pytest_pgstandby.errors import PgStandbyError
 from pytest_pgstandby.labfiles import lab_file
 from pytest_pgstandby.node import Node, as_node
-from pytest_pgstandby.walkthrough import SECTIONS, Walkthrough, close_steps, split_script, squeeze
 
 TIMEOUT = 120
 

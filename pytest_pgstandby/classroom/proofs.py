@@ -19,11 +19,11 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
-from ._text import mask_secrets
-from ._wait import NotYet, poll_until
-from .assertions.conninfo import read_conninfo, shown
-from .errors import PgStandbyError
-from .node import Node
+from .._text import mask_secrets
+from .._wait import NotYet, poll_until
+from ..assertions.conninfo import read_conninfo, shown
+from ..errors import PgStandbyError
+from ..node import Node
 
 #: The two lines section 6 appends to pg_hba.conf (the seed's text, blanks folded; the
 #: seed's method is trust, the script takes another from its environment).

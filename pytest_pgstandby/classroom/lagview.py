@@ -26,13 +26,13 @@ from typing import Any
 
 import psycopg
 
-from ._held import HeldConnection
-from ._wait import connect_budget
-from .assertions.lag import LagSample, lsn_bytes
-from .assertions.report import error_text
-from .assertions.walsenders import receiver_app_name
-from .errors import PgStandbyError
-from .node import Node, ServerLike, as_node
+from .._held import HeldConnection
+from .._wait import connect_budget
+from ..assertions.lag import LagSample, lsn_bytes
+from ..assertions.report import error_text
+from ..assertions.walsenders import receiver_app_name
+from ..errors import PgStandbyError
+from ..node import Node, ServerLike, as_node
 
 #: The table ``load=True`` writes to on the primary (created if missing, dropped after).
 LOAD_TABLE = "pgstandby_lag_load"

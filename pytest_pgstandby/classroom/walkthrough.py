@@ -23,14 +23,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._text import MASK, mask_secrets
+from ..backends.stepwise import Ran, Steps, open_steps
+from ..config import from_sources
+from ..errors import PgStandbyError
+from ..labfiles import lab_file
+from ..node import Node
 from . import proofs as p
-from ._text import MASK, mask_secrets
-from .backends.stepwise import Ran, Steps, open_steps
-from .config import from_sources
-from .errors import PgStandbyError
 from .labctl import LAB_IMAGE_DEFAULT
-from .labfiles import lab_file
-from .node import Node
 
 SCRIPT = "setup-standby.sh"
 _MARK = re.compile(r"^# Section (\d+): (.+)$")

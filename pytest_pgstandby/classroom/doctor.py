@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from .assertions import assert_primary_conninfo, assert_standby_signal
-from .assertions.conninfo import parse_conninfo, read_conninfo
-from .assertions.report import error_text
-from .backends.base import CONTAINER_PGDATA, LOOPBACK
-from .diagnosis import WAL_FAILURES
-from .errors import PgStandbyError
-from .node import Node, ServerLike, as_node
+from ..assertions import assert_primary_conninfo, assert_standby_signal
+from ..assertions.conninfo import parse_conninfo, read_conninfo
+from ..assertions.report import error_text
+from ..backends.base import CONTAINER_PGDATA, LOOPBACK
+from ..diagnosis import WAL_FAILURES
+from ..errors import PgStandbyError
+from ..node import Node, ServerLike, as_node
 
 _BASEBACKUP_ERROR = re.compile(r"^pg_basebackup: error: .*$", re.MULTILINE)
 _HBA_REFUSAL = re.compile(
@@ -179,7 +179,7 @@ def _runs_from(node: Node) -> tuple[str, str | None]:
         why = "does not answer"
     except psycopg.Error:
         why = "does not show its data_directory to this role"
-    from .backends.containers import container_env, find_container
+    from ..backends.containers import container_env, find_container
 
     try:
         env = container_env(find_container(container), "PGDATA")

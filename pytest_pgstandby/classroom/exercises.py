@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PgStandbyError
+from ..errors import PgStandbyError
+from ..labfiles import lab_dir
 from .labctl import WAITS, Lab
-from .labfiles import lab_dir
 
 SYMPTOM_TIMEOUT = 60.0  # break.sh itself waits for its symptom in the standby's log
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import psycopg
 
-from . import assertions as a
-from ._text import mask_secrets
-from ._wait import poll_until
-from .backends.base import CONTAINER_PGDATA
-from .errors import PgStandbyError
-from .labfiles import lab_dir
+from .. import assertions as a
+from .._text import mask_secrets
+from .._wait import poll_until
+from ..backends.base import CONTAINER_PGDATA
+from ..errors import PgStandbyError
+from ..labfiles import lab_dir
 
 LAB_IMAGE_DEFAULT = "pgstandby/postgres:15"
 PGDATA = CONTAINER_PGDATA  # lab/docker-compose.yml pins it
@@ -180,7 +180,7 @@ def _wait_lab(env: dict[str, str], timeout: float, until: str = "streaming") -> 
 def _refuse_another_major(env: dict[str, str], client: Any, image: str) -> None:
     """`up` over a lab whose primary volume holds another major's data directory: the new
     image's server would refuse it ("database files are incompatible with server")."""
-    from .backends.containers import ImageFacts, pg_version_in, volume_at
+    from ..backends.containers import ImageFacts, pg_version_in, volume_at
 
     name = _lab_container(env, "primary")
     pgdata = env.get("PGSTANDBY_LAB_PGDATA") or PGDATA
@@ -245,7 +245,7 @@ class Lab:
     def _preflight(self) -> None:
         _refuse_taken_ports(self.env)  # first: a taken port must leave nothing half-made
         # imported here: docker-py and testcontainers cost ~0.2 s, and only `up` needs them
-        from .backends.docker import availability, connect_docker
+        from ..backends.docker import availability, connect_docker
 
         client = connect_docker()  # no daemon: an error that says how to start one
         try:
