@@ -25,7 +25,7 @@ from _report import report  # bench/ is the script's own directory
 
 from pytest_pgstandby import Settings, binaries, start_cluster
 from pytest_pgstandby.backends.accounts import binaries_for, run_account
-from pytest_pgstandby.backends.sessions import free_port
+from pytest_pgstandby.backends.ports import free_port
 
 # The seed's steps as a user would type them (values only: 127.0.0.1 and free ports).
 SEED_SCRIPT = "\n".join(

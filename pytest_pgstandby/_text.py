@@ -1,4 +1,4 @@
-"""Small text helpers shared by every layer: masking secrets and tailing logs."""
+"""Small text helpers shared by every layer: masking secrets, tailing logs, sizes."""
 
 from __future__ import annotations
 
@@ -29,3 +29,16 @@ def tail(text: str, lines: int = 30) -> str:
     """The last ``lines`` lines of ``text``, masked, indented for an error message."""
     kept = text.rstrip("\n").splitlines()[-lines:]
     return "\n".join("    " + line for line in mask_secrets("\n".join(kept)).splitlines())
+
+
+def human_bytes(n: int | float | None) -> str:
+    """A size as people read it, in powers of 1024: ``1536`` -> ``'1.5 KiB'``,
+    ``512`` -> ``'512 B'``; None -> ``'-'``. The one formatter of sizes and byte lags."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{int(n)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")

@@ -6,7 +6,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .errors import ConfigurationError
@@ -18,6 +18,14 @@ FRESH = ("auto", "snapshot", "rebuild")
 #: user expects them); hardened: the same steps given scram-sha-256, random passwords in
 #: a 0600 passfile, a slot per standby (docs/profiles.md)
 PROFILES = ("documented", "hardened")
+
+
+def setting(default: Any, help: str) -> Any:
+    """A field of Settings with its help, the one place a setting is described: the
+    plugin's options and ini keys take it from here."""
+    return field(default=default, metadata={"help": help})
+
+
 DEFAULT_IMAGE = "postgres:17"
 DEFAULT_TIMEOUT = 60.0
 #: The shortest bound accepted: below a second, the steps of a build (a server start, a
@@ -47,25 +55,86 @@ class Settings:
     every time), ``auto`` (snapshot where the backend can, else rebuild).
     """
 
-    backend: str = "auto"
-    pg_bin: str | None = None
-    keep: str = "never"
-    image: str = DEFAULT_IMAGE
-    standbys: int = 1
-    timeout: float = DEFAULT_TIMEOUT
-    primary_dsn: str | None = None
-    primary_data_dir: str | None = None
-    primary_container: str | None = None
-    standby_dsn: tuple[str, ...] = ()
-    standby_data_dir: tuple[str, ...] = ()
-    standby_container: tuple[str, ...] = ()
-    cascade: bool = False
-    slots: bool = False
-    archiving: bool = False
-    synchronous: str | None = None
-    fresh: str = "auto"
-    profile: str = "documented"
-    version: str | None = None
+    backend: str = setting(
+        "auto",
+        f"where nodes run: {'|'.join(BACKENDS)} (default auto)",
+    )
+    pg_bin: str | None = setting(
+        None,
+        "directory of PostgreSQL server binaries for the local backend, or 'embedded'",
+    )
+    keep: str = setting(
+        "never",
+        f"leave servers and files behind: {'|'.join(KEEP)} (default never)",
+    )
+    image: str = setting(
+        DEFAULT_IMAGE,
+        "Docker image for the docker backend (default postgres:17)",
+    )
+    standbys: int = setting(
+        1,
+        "number of standbys in pgstandby_cluster (default 1)",
+    )
+    timeout: float = setting(
+        DEFAULT_TIMEOUT,
+        "seconds any single wait may take (default 60)",
+    )
+    primary_dsn: str | None = setting(
+        None,
+        "DSN of a running primary the harness did not start (external backend)",
+    )
+    primary_data_dir: str | None = setting(
+        None,
+        "that primary's data directory on this machine",
+    )
+    primary_container: str | None = setting(
+        None,
+        "that primary's Docker container",
+    )
+    standby_dsn: tuple[str, ...] = setting(
+        (),
+        "DSN of a running standby (repeat, or a comma list, for more)",
+    )
+    standby_data_dir: tuple[str, ...] = setting(
+        (),
+        "each standby's data directory on this machine, in order",
+    )
+    standby_container: tuple[str, ...] = setting(
+        (),
+        "each standby's Docker container, in order",
+    )
+    cascade: bool = setting(
+        False,
+        "chain the standbys: each streams from the one before (default false)",
+    )
+    slots: bool = setting(
+        False,
+        "give each standby a physical replication slot on its upstream (default false)",
+    )
+    archiving: bool = setting(
+        False,
+        "archive the primary's WAL into the cluster's archive: archive_mode, an "
+        "archive_command, removed with the cluster (default false)",
+    )
+    synchronous: str | None = setting(
+        None,
+        "make the primary's standbys synchronous: 'FIRST n' or 'ANY n'",
+    )
+    fresh: str = setting(
+        "auto",
+        "function-scoped factory clusters: auto|snapshot|rebuild (default auto: a copy "
+        "of a per-session snapshot on the local backend)",
+    )
+    profile: str = setting(
+        "documented",
+        "documented (the procedure as written, trust lines included) or hardened "
+        "(scram-sha-256, random passwords in a 0600 passfile, a slot per standby)",
+    )
+    version: str | None = setting(
+        None,
+        "PostgreSQL major to run: docker runs the image's repository at that tag "
+        "(pgstandby/postgres:13), local picks binaries of that major",
+    )
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

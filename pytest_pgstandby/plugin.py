@@ -20,7 +20,7 @@ from .assertions.lag import LagSample
 from .backends.select import docker_status
 from .classroom import lagview
 from .cluster import Cluster, take_built
-from .config import BACKENDS, KEEP, LIST_SETTINGS, Settings
+from .config import LIST_SETTINGS, Settings
 from .databases import ReplicatedDatabase, create_database, drop_database
 from .errors import PgStandbyError
 from .factories import LIVE_KEY, cluster_for_request, settings_for
@@ -30,32 +30,6 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 #: a test report's user property: the servers its cluster ran (Cluster.describe_servers)
 SERVER_PROPERTY = "pgstandby_server"
 _SERVERS_RAN: Counter[tuple[str, str]] = Counter()
-
-_HELP = {
-    "backend": f"where nodes run: {'|'.join(BACKENDS)} (default auto)",
-    "pg_bin": "directory of PostgreSQL server binaries for the local backend, or 'embedded'",
-    "keep": f"leave servers and files behind: {'|'.join(KEEP)} (default never)",
-    "image": "Docker image for the docker backend (default postgres:17)",
-    "standbys": "number of standbys in pgstandby_cluster (default 1)",
-    "timeout": "seconds any single wait may take (default 60)",
-    "primary_dsn": "DSN of a running primary the harness did not start (external backend)",
-    "primary_data_dir": "that primary's data directory on this machine",
-    "primary_container": "that primary's Docker container",
-    "standby_dsn": "DSN of a running standby (repeat, or a comma list, for more)",
-    "standby_data_dir": "each standby's data directory on this machine, in order",
-    "standby_container": "each standby's Docker container, in order",
-    "cascade": "chain the standbys: each streams from the one before (default false)",
-    "slots": "give each standby a physical replication slot on its upstream (default false)",
-    "archiving": "archive the primary's WAL into the cluster's archive: archive_mode, an "
-    "archive_command, removed with the cluster (default false)",
-    "synchronous": "make the primary's standbys synchronous: 'FIRST n' or 'ANY n'",
-    "profile": "documented (the procedure as written, trust lines included) or hardened "
-    "(scram-sha-256, random passwords in a 0600 passfile, a slot per standby)",
-    "version": "PostgreSQL major to run: docker runs the image's repository at that tag "
-    "(pgstandby/postgres:13), local picks binaries of that major",
-    "fresh": "function-scoped factory clusters: auto|snapshot|rebuild (default auto: a copy "
-    "of a per-session snapshot on the local backend)",
-}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -68,9 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             dest=f"pgstandby_{f.name}",
             default=None,
             action="append" if repeatable else "store",
-            help=_HELP[f.name] + f"; env PGSTANDBY_{f.name.upper()}",
+            help=f.metadata["help"] + f"; env PGSTANDBY_{f.name.upper()}",
         )
-        parser.addini(f"pgstandby_{f.name}", _HELP[f.name], default=None)
+        parser.addini(f"pgstandby_{f.name}", f.metadata["help"], default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,12 +12,19 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
+from .._text import human_bytes
 from .._wait import poll_until
 from ..errors import WaitTimeoutError
 from ..node import ServerLike
 from .report import ReplicationAssertionError, Report, error_text
 from .servers import CONNECT_TIMEOUT, connect, nodes, rows, scalar, secrets_of
-from .walsenders import read_conninfo_quietly, receiver_app_name, show_sender, walsenders
+from .walsenders import (
+    pick_walsenders,
+    read_conninfo_quietly,
+    receiver_app_name,
+    show_sender,
+    walsenders,
+)
 
 LAG_PROBE_TABLE = "pgstandby_lag_probe"
 
@@ -158,6 +165,7 @@ def _measure_lag(
         seen.raise_if_problems(report)
     senders = walsenders(pconn)
     app_name: str | None = None
+    flushed: str | None = None
     if sconn is not None:
         in_recovery = bool(scalar(sconn, "SELECT pg_is_in_recovery()"))
         receiver = rows(sconn, "SELECT * FROM pg_stat_wal_receiver")
@@ -166,13 +174,14 @@ def _measure_lag(
             read_conninfo_quietly(sconn),
             scalar(sconn, "SHOW cluster_name") or "",
         )
+        flushed = scalar(sconn, "SELECT pg_last_wal_receive_lsn()::text")
         primary_lsn = scalar(pconn, "SELECT pg_current_wal_lsn()::text")
         standby_lsn = scalar(sconn, "SELECT pg_last_wal_replay_lsn()::text")
         if not in_recovery or standby_lsn is None:
             report.problem("the standby is not in recovery (no replay LSN): not a standby")
         else:
             lag_bytes = _lsn_diff(pconn, primary_lsn, standby_lsn)
-    sender = _one_sender(senders, app_name, report)
+    sender = _one_sender(senders, app_name, flushed, pconn, report)
     replay_lag = sender.get("replay_lag") if sender else None
     if sconn is not None:
         seen.add(primary_lsn, standby_lsn, replay_lag)
@@ -213,13 +222,19 @@ def _lsn_diff(conn: Any, ahead: str | None, behind: str | None) -> int | None:
 def _fmt_bytes(n: int | None) -> str:
     if n is None:
         return "unknown"
-    return f"{n} bytes" if n < 1024 * 1024 else f"{n} bytes ({n / 1024 / 1024:.1f} MiB)"
+    return f"{n} bytes" if n < 1024 * 1024 else f"{n} bytes ({human_bytes(n)})"
 
 
 def _one_sender(
-    senders: list[dict[str, Any]], app_name: str | None, report: Report
+    senders: list[dict[str, Any]],
+    app_name: str | None,
+    flushed: str | None,
+    conn: Any,
+    report: Report,
 ) -> dict[str, Any] | None:
-    named = [r for r in senders if app_name is None or r.get("application_name") == app_name]
+    """The standby's walsender by the one rule (``pick_walsenders``); with no standby to
+    ask (unreachable), the only walsender there is, if there is one."""
+    named = senders if app_name is None else pick_walsenders(senders, app_name, flushed, conn)
     for r in senders:
         report.see(f"primary {show_sender(r)}")
     if not senders:

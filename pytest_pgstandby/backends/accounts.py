@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..binaries import Binaries
-from ..errors import BinariesNotFoundError, SetupFailedError
+from ..errors import BinariesNotFoundError, SetupFailedError, WaitTimeoutError
 from .sessions import private_dir
 
 log = logging.getLogger(__name__)
@@ -118,3 +118,44 @@ def binaries_for(found: Binaries, account: Account) -> Binaries:
         "place (/usr/lib/postgresql/N/bin, or the embedded extra), or run pytest as an "
         "unprivileged user."
     )
+
+
+def run_as(
+    argv: list[str],
+    account: Account,
+    env: dict[str, str],
+    timeout: float,
+    output: Path | None = None,
+    cwd: Path | str = "/",
+) -> str:
+    """Run a step of a build as the servers' account, bounded by ``timeout``; its output
+    is appended to ``output`` (then "" is returned) or returned. A step that exits non-zero
+    or outlasts the bound (it is killed) raises an error naming it, with its output's tail."""
+    with open(output, "ab") if output else contextlib.nullcontext() as out:
+        try:
+            result = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out or subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                timeout=timeout,
+                **account.popen_kwargs(),
+            )
+        except subprocess.TimeoutExpired as exc:
+            seen = output.read_bytes() if output else exc.output or b""
+            raise WaitTimeoutError(
+                f"timed out after {timeout:g}s waiting for `{shlex.join(argv)}` to finish; it "
+                "was killed. Fix: a larger --pgstandby-timeout (now "
+                f"{timeout:g}), or see why it hangs; its output so far:\n"
+                + seen.decode(errors="replace")[-3000:]
+            ) from None
+    text = "" if output else result.stdout.decode(errors="replace")
+    if result.returncode != 0:
+        where = f"  output ({output}):\n" if output else ""
+        text = output.read_text(errors="replace") if output else text
+        raise SetupFailedError(
+            f"`{shlex.join(argv)}` exited with status {result.returncode}.\n{where}" + text[-3000:]
+        )
+    return text

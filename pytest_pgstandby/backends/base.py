@@ -9,7 +9,6 @@ container or a DSN it parses itself.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 from collections.abc import Callable
@@ -26,100 +25,12 @@ from .._wait import connect_budget, poll_until
 StopMode = Literal["smart", "fast", "immediate"]
 Role = Literal["primary", "standby"]
 
-# The lab's replication role, the same in every backend and in lab/docker-compose.yml
-# (the hardened profile will replace the password with a random one per run).
-REPLICATION_USER = "replicator"
-REPLICATION_PASSWORD = "replicator_password"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: Where a server in a container keeps its data: the official image's PGDATA up to 17,
 #: which the lab and the harness pin (postgres:18 moved its default), and the procedure's.
 CONTAINER_PGDATA = "/var/lib/postgresql/data"
 #: How each shutdown mode is asked of a postmaster.
 STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
-# The hardened profile's values for the same script steps (docs/profiles.md): the method
-# of every line the scripts write, and the password in a passfile rather than in
-# primary_conninfo (set but empty, POSTGRES_REPLICATION_PASSWORD lets libpq read it).
-HARDENED_METHOD = "scram-sha-256"
-HARDENED_PRIMARY_VALUES = {
-    "PGSTANDBY_REPLICATION_AUTH_METHOD": HARDENED_METHOD,
-    # a scram line needs a SCRAM verifier; PostgreSQL 13 stores md5 by default
-    "PGSTANDBY_PASSWORD_ENCRYPTION": HARDENED_METHOD,
-}
-
-
-def server_settings(name: str, slot: str | None = None) -> list[str]:
-    """The settings every server the harness starts gets on its command line, as
-    ``-c name=value`` arguments (where each backend adds its own: ports, sockets)."""
-    settings = {
-        # the WAL receiver's application_name: a standby is known upstream by its name
-        "cluster_name": name,
-        # a spread checkpoint of a test server's few buffers is no slower to write at once;
-        # pg_basebackup's initial checkpoint (the seed gives no -c fast) then takes
-        # milliseconds, not ~0.4 s of throttling
-        "checkpoint_completion_target": "0",
-        # pg_rewind needs it on the node it rewinds (or data checksums), as RewindTest.pm
-        "wal_log_hints": "on",
-    }
-    if slot:
-        # on the command line, not in postgresql.auto.conf, where a cascaded standby
-        # cloned from this one would inherit a slot name that is not its own
-        settings["primary_slot_name"] = slot
-    return [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
-
-
-def hardened_standby_values(passfile: str) -> dict[str, str]:
-    return {
-        "POSTGRES_REPLICATION_PASSWORD": "",
-        "PGPASSFILE": passfile,
-        "PGSTANDBY_STANDBY_AUTH_METHOD": HARDENED_METHOD,
-    }
-
-
-def passfile_line(user: str, password: str) -> str:
-    """A ~/.pgpass line for ``user`` on any host, port and database."""
-
-    def escaped(value: str) -> str:
-        return value.replace("\\", "\\\\").replace(":", "\\:")
-
-    return f"*:*:*:{escaped(user)}:{escaped(password)}\n"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process exists (owner checks for leftovers of killed sessions)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def process_start(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot, /proc/<pid>/stat field 22): with
-    the pid, what tells a process from a later one that reused its pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_stamp(pid: int | None = None) -> str:
-    """What an owner mark holds: the owning process's pid and start time."""
-    pid = os.getpid() if pid is None else pid
-    return f"{pid} {process_start(pid) or ''}".strip() + "\n"
-
-
-def owner_alive(stamp: str) -> bool:
-    """Whether the process a mark names still runs: the same pid *and* start time."""
-    parts = stamp.split()
-    pid = int(parts[0])
-    if pid <= 0:
-        return True  # no owner named: nothing proves it dead, so it is left alone
-    if not pid_alive(pid):
-        return False
-    return len(parts) < 2 or process_start(pid) == parts[1]
 
 
 def wait_accepting(

@@ -30,7 +30,8 @@ from ..errors import (
     SetupFailedError,
     WaitTimeoutError,
 )
-from .base import LOOPBACK, PeerAddress, Reach, owner_alive
+from .base import LOOPBACK, PeerAddress, Reach
+from .owners import owner_alive
 
 log = logging.getLogger(__name__)
 

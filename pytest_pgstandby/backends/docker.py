@@ -37,18 +37,7 @@ from ..errors import (
 )
 from ..labfiles import lab_file
 from . import reaper
-from .base import (
-    HARDENED_PRIMARY_VALUES,
-    RELAY,
-    REPLICATION_PASSWORD,
-    REPLICATION_USER,
-    Credentials,
-    NodeHandle,
-    hardened_standby_values,
-    owner_stamp,
-    passfile_line,
-    server_settings,
-)
+from .base import RELAY, Credentials, NodeHandle
 from .containers import (
     LABEL,
     LABEL_CLUSTER,
@@ -75,6 +64,15 @@ from .docker_node import (
     SUPERVISOR_IN_CONTAINER,
     TEMPLATE_LABEL,
     DockerNode,
+)
+from .owners import owner_stamp
+from .values import (
+    HARDENED_PRIMARY_VALUES,
+    REPLICATION_PASSWORD,
+    REPLICATION_USER,
+    hardened_standby_values,
+    passfile_line,
+    server_settings,
 )
 
 __all__ = [

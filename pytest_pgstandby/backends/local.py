@@ -22,17 +22,11 @@ from ..binaries import Binaries
 from ..errors import SetupFailedError, UnsafeDataDirError
 from ..labfiles import lab_file
 from . import reaper
-from .accounts import binaries_for, reachable_by, run_account
-from .base import (
-    HARDENED_PRIMARY_VALUES,
-    REPLICATION_USER,
-    NodeHandle,
-    Role,
-    hardened_standby_values,
-    owner_stamp,
-    passfile_line,
-)
+from .accounts import binaries_for, reachable_by, run_account, run_as
+from .base import NodeHandle, Role
 from .local_node import LocalNode
+from .owners import owner_stamp
+from .ports import reserve_port
 from .sessions import (
     OWNER_MARK,
     ROOT_PREFIX,
@@ -40,10 +34,15 @@ from .sessions import (
     harness_dir,
     refuse_in_use,
     remove_session,
-    reserve_port,
     sweep_leftovers,
 )
-from .template import copy_template, run_as, scram_verifier, set_password, template
+from .template import copy_template, scram_verifier, set_password, template
+from .values import (
+    HARDENED_PRIMARY_VALUES,
+    REPLICATION_USER,
+    hardened_standby_values,
+    passfile_line,
+)
 
 log = logging.getLogger(__name__)
 

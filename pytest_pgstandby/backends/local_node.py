@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -15,8 +16,9 @@ from typing import Protocol
 
 from ..binaries import Binaries
 from ..errors import SetupFailedError, UnsupportedError, WaitTimeoutError
-from .accounts import Account
+from .accounts import Account, run_as
 from .base import (
+    RELAY,
     STOP_SIGNALS,
     Credentials,
     NodeHandle,
@@ -27,11 +29,10 @@ from .base import (
     StopMode,
     dsn_address,
     reach_here,
-    server_settings,
     wait_accepting,
 )
-from .sessions import record_process, start_relay, with_descendants
-from .template import run_as
+from .sessions import record_process, with_descendants
+from .values import server_settings
 
 log = logging.getLogger(__name__)
 
@@ -269,3 +270,29 @@ class LocalNode(OwnedHandle):
 
     def log_and_setup(self) -> str:
         return self.setup_output() + self.log()
+
+
+def start_relay(root: Path, host: str, port: str, who: str) -> tuple[subprocess.Popen[bytes], str]:
+    """relay.pl towards ``host:port`` on a free port of this machine, working in ``root``
+    (so that teardown and the sweep of a dead session find it like the servers)."""
+    perl = shutil.which("perl")
+    if perl is None:
+        raise UnsupportedError(
+            f"partition() of {who} is not supported by the local backend here: its relay "
+            "is a perl script and no perl is on PATH. Fix: install perl (Debian: "
+            "perl-base), or use the docker backend."
+        )
+    relay = subprocess.Popen(
+        [perl, str(RELAY), "0", host, port],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        cwd=root,
+        start_new_session=True,
+    )
+    assert relay.stdout is not None
+    record_process(root, relay.pid)
+    line = relay.stdout.readline().decode().split()  # printed once it listens
+    if len(line) != 2:
+        relay.kill()
+        raise SetupFailedError(f"the relay of {who} did not start: {line}")
+    return relay, line[0]

@@ -12,15 +12,14 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import stat
-import subprocess
 import tempfile
 from pathlib import Path
 
 from .._wait import poll_until
-from ..errors import SetupFailedError, UnsafeDataDirError, UnsupportedError, WaitTimeoutError
-from .base import RELAY, owner_alive, owner_stamp, process_start
+from ..errors import SetupFailedError, UnsafeDataDirError, WaitTimeoutError
+from .owners import owner_alive, owner_stamp, process_start
+from .ports import PORT_MARK
 
 log = logging.getLogger(__name__)
 
@@ -248,63 +247,6 @@ def sweep_leftovers(base: Path, uids: set[int] | None = None) -> list[Path]:
         removed.append(candidate)
         log.info("removed leftover %s of dead process %s", candidate, stamp.split()[0])
     return removed
-
-
-PORT_MARK = ".pgstandby-port-"
-
-
-def free_port() -> int:
-    """A port the kernel has free on 127.0.0.1 now (another process may take it next)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def reserve_port(base: Path, attempts: int = 50) -> tuple[int, Path]:
-    """A free port and a reservation of it that holds across processes (pytest-xdist
-    workers) until released: ``<base>/.pgstandby-port-<n>`` made with O_EXCL, holding
-    the owner's pid. A reservation whose owner is dead is reclaimed. Between this and
-    the server's bind, no other session of this machine takes the port."""
-    for _ in range(attempts):
-        port = free_port()
-        mark = base / f"{PORT_MARK}{port}"
-        try:
-            fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            with contextlib.suppress(OSError, ValueError):
-                if not owner_alive(mark.read_text()):
-                    mark.unlink()  # its owner died: free again (next attempt may take it)
-            continue
-        with os.fdopen(fd, "w") as out:
-            out.write(owner_stamp())
-        return port, mark
-    raise OSError(f"no port could be reserved in {base} after {attempts} attempts")
-
-
-def start_relay(root: Path, host: str, port: str, who: str) -> tuple[subprocess.Popen[bytes], str]:
-    """relay.pl towards ``host:port`` on a free port of this machine, working in ``root``
-    (so that teardown and the sweep of a dead session find it like the servers)."""
-    perl = shutil.which("perl")
-    if perl is None:
-        raise UnsupportedError(
-            f"partition() of {who} is not supported by the local backend here: its relay "
-            "is a perl script and no perl is on PATH. Fix: install perl (Debian: "
-            "perl-base), or use the docker backend."
-        )
-    relay = subprocess.Popen(
-        [perl, str(RELAY), "0", host, port],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        cwd=root,
-        start_new_session=True,
-    )
-    assert relay.stdout is not None
-    record_process(root, relay.pid)
-    line = relay.stdout.readline().decode().split()  # printed once it listens
-    if len(line) != 2:
-        relay.kill()
-        raise SetupFailedError(f"the relay of {who} did not start: {line}")
-    return relay, line[0]
 
 
 def refuse_in_use(target: Path, in_use: list[tuple[Path, str]]) -> None:

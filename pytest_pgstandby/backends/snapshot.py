@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SetupFailedError, WaitTimeoutError
-from .base import Role, owner_stamp
+from .base import Role
 from .local import LocalBackend
 from .local_node import LocalNode
+from .owners import owner_stamp
 from .sessions import OWNER_MARK, ROOT_PREFIX
 
 SNAPSHOT_PREFIX = ROOT_PREFIX + "snapshot-"  # swept like a session root once its owner dies

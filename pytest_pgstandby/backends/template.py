@@ -6,16 +6,13 @@ workers share it) and copied for every primary. On a memory filesystem a copy ta
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import hashlib
 import hmac
 import logging
 import os
-import shlex
 import shutil
 import stat
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -23,8 +20,8 @@ import psycopg
 from psycopg import sql
 
 from ..binaries import Binaries
-from ..errors import SetupFailedError, UnsafeDataDirError, WaitTimeoutError
-from .accounts import Account
+from ..errors import UnsafeDataDirError
+from .accounts import Account, run_as
 from .sessions import TEMPLATE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -40,47 +37,6 @@ INITDB_OPTIONS = (
     "--no-sync",
 )
 PREFIX = TEMPLATE_PREFIX
-
-
-def run_as(
-    argv: list[str],
-    account: Account,
-    env: dict[str, str],
-    timeout: float,
-    output: Path | None = None,
-    cwd: Path | str = "/",
-) -> str:
-    """Run a step of a build as the servers' account, bounded by ``timeout``; its output
-    is appended to ``output`` (then "" is returned) or returned. A step that exits non-zero
-    or outlasts the bound (it is killed) raises an error naming it, with its output's tail."""
-    with open(output, "ab") if output else contextlib.nullcontext() as out:
-        try:
-            result = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out or subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
-                timeout=timeout,
-                **account.popen_kwargs(),
-            )
-        except subprocess.TimeoutExpired as exc:
-            seen = output.read_bytes() if output else exc.output or b""
-            raise WaitTimeoutError(
-                f"timed out after {timeout:g}s waiting for `{shlex.join(argv)}` to finish; it "
-                "was killed. Fix: a larger --pgstandby-timeout (now "
-                f"{timeout:g}), or see why it hangs; its output so far:\n"
-                + seen.decode(errors="replace")[-3000:]
-            ) from None
-    text = "" if output else result.stdout.decode(errors="replace")
-    if result.returncode != 0:
-        where = f"  output ({output}):\n" if output else ""
-        text = output.read_text(errors="replace") if output else text
-        raise SetupFailedError(
-            f"`{shlex.join(argv)}` exited with status {result.returncode}.\n{where}" + text[-3000:]
-        )
-    return text
 
 
 def template(

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from .._held import HeldConnection
+from .._text import human_bytes
 from .._wait import connect_budget
 from ..assertions.lag import LagSample, lsn_bytes
 from ..assertions.report import error_text
@@ -240,18 +241,6 @@ def _drop_load_table(primary: Node) -> None:
 
 
 # text ---------------------------------------------------------------------------------
-
-
-def human_bytes(n: int | None) -> str:
-    """``1536`` -> ``'1.5 KiB'``; None -> ``'-'``."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def human_lag(lag: timedelta | None) -> str:

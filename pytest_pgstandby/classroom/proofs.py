@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
-from .._text import mask_secrets
+from .._text import human_bytes, mask_secrets
 from .._wait import NotYet, poll_until
 from ..assertions.conninfo import read_conninfo, shown
 from ..errors import PgStandbyError
@@ -75,8 +75,9 @@ class Entry:
 
     def __str__(self) -> str:
         if self.is_dir:
-            return f"{self.name}/ {human(self.size)} ({self.files} file{'s' * (self.files != 1)})"
-        return f"{self.name} {human(self.size)}"
+            files = f"{self.files} file{'s' * (self.files != 1)}"
+            return f"{self.name}/ {human_bytes(self.size)} ({files})"
+        return f"{self.name} {human_bytes(self.size)}"
 
 
 #: bash, after the script's header: every name at the top of $DATA_DIR, dotfiles included
@@ -95,15 +96,6 @@ def parse_listing(output: str) -> list[Entry]:
         if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
             entries.append(Entry(parts[3], parts[0] == "d", int(parts[1]), int(parts[2])))
     return sorted(entries, key=lambda e: e.name)
-
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def names(entries: list[Entry]) -> str:
@@ -172,7 +164,7 @@ def prove_copied(entries: list[Entry]) -> Proof:
     files = sum(e.files for e in entries)
     size = sum(e.size for e in entries)
     listed = [str(e) for e in entries]
-    seen = [f"{files} files, {human(size)} in {len(entries)} entries:"]
+    seen = [f"{files} files, {human_bytes(size)} in {len(entries)} entries:"]
     seen += ["  " + ", ".join(listed[i : i + 4]) for i in range(0, len(listed), 4)]
     have = {e.name for e in entries}
     ok = {"PG_VERSION", "global", "base", "pg_wal"} <= have and files > 0

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from pytest_pgstandby.backends.sessions import free_port
+from pytest_pgstandby.backends.ports import free_port
 from pytest_pgstandby.classroom.labctl import compose_command
 from pytest_pgstandby.labfiles import lab_dir
 

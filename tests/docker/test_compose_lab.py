@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from pytest_pgstandby._wait import poll_until
-from pytest_pgstandby.backends.sessions import free_port
+from pytest_pgstandby.backends.ports import free_port
 from tests.docker.compose import PASSWORD, PGDATA, POLL_INTERVAL, WAIT_TIMEOUT, ComposeLab
 from tests.docker.compose import run as _run
 from tests.docker.compose import tail as _tail

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_pgstandby import Cluster, Settings, binaries, start_cluster
 from pytest_pgstandby.backends.accounts import binaries_for, run_account
-from pytest_pgstandby.backends.sessions import free_port
+from pytest_pgstandby.backends.ports import free_port
 
 LOCAL_PASSWORD = "replicator_password"  # what the hand-built pair's standby carries
 

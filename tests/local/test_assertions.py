@@ -32,7 +32,7 @@ from pytest_pgstandby.assertions import (
     poll_query_until,
     wait_for_catchup,
 )
-from pytest_pgstandby.backends.sessions import free_port
+from pytest_pgstandby.backends.ports import free_port
 from tests.docs import assert_documented
 
 

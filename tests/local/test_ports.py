@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pgstandby.backends import sessions
-from pytest_pgstandby.backends.sessions import PORT_MARK, reserve_port
+from pytest_pgstandby.backends.ports import PORT_MARK, reserve_port
 
 
 def test_a_reserved_port_is_not_handed_out_again_until_its_owner_dies(
