@@ -11,6 +11,18 @@ import re
 import time
 from collections.abc import Callable
 
+#: pg_basebackup's own error line in a standby's setup output (readiness, the doctor)
+BASEBACKUP_ERROR = re.compile(r"^pg_basebackup: error: .*$", re.MULTILINE)
+#: A replication login refused for its password or by pg_hba.conf (readiness, the doctor)
+REPLICATION_REFUSED = re.compile(
+    r"password authentication failed|no pg_hba\.conf entry for replication"
+    r"|pg_hba\.conf rejects replication connection"
+)
+#: The pg_hba.conf refusal of a replication connection, as a line to quote (the doctor)
+HBA_REFUSAL = re.compile(
+    r"(?:pg_hba\.conf rejects|no pg_hba\.conf entry for) replication connection[^\n]*"
+)
+
 #: (a log line's pattern, what it means, the fix)
 KNOWN_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
     (

@@ -83,13 +83,18 @@ def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
     """A cluster for one test. With ``fresh`` auto or snapshot, the first cluster of given
     settings is built by the scripts and snapshotted, and each later one is a copy of that
     snapshot (~0.2 s instead of a build); the snapshot goes at the end of the session."""
-    if settings.fresh == "snapshot" and settings.hardened:
-        raise UnsupportedError(
-            "fresh='snapshot' with profile='hardened': a hardened standby reads its password "
-            "from a passfile of the session that built it, which a copy cannot take along. "
-            "Fix: --pgstandby-fresh rebuild (or auto, which rebuilds hardened clusters)."
+    if settings.fresh == "snapshot" and (settings.hardened or settings.archiving):
+        why = (
+            "profile='hardened': a hardened standby reads its password from a passfile"
+            if settings.hardened
+            else "archiving=True: the primary's archive_command names the archive"
         )
-    if settings.fresh == "rebuild" or settings.external or settings.hardened:
+        raise UnsupportedError(
+            f"fresh='snapshot' with {why} of the session that built it, which a copy cannot "
+            "take along. Fix: --pgstandby-fresh rebuild (or auto, which rebuilds such "
+            "clusters)."
+        )
+    if settings.fresh == "rebuild" or settings.external or settings.hardened or settings.archiving:
         return build_cluster(settings)
     snapshots = config.stash.setdefault(SNAPSHOTS_KEY, {})
     key = settings.with_overrides(keep="never", timeout=60.0)  # not part of the shape

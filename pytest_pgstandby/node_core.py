@@ -269,15 +269,16 @@ class NodeCore:
         try:
             standby._poll_held(check, what, timeout)
         except SetupFailedError as exc:
-            lost = self._lost_slot_of(standby)
+            lost = self.lost_slot_reason(standby)
             if lost is None:
                 raise
             raise SetupFailedError(f"{lost}\n{exc}") from None
         return str(target)
 
-    def _lost_slot_of(self, standby: NodeCore) -> str | None:
-        """Why a standby with a slot still lacks WAL: its slot here was invalidated
-        (``wal_status`` lost, PostgreSQL 13+), or None."""
+    def lost_slot_reason(self, standby: NodeCore) -> str | None:
+        """Why ``standby``, streaming from this node through a slot, cannot get the WAL it
+        needs: its slot here was invalidated (``wal_status`` lost, PostgreSQL 13+), with
+        the fix; None if it was not (wait_for_catchup and the doctor ask)."""
         try:
             slot = str(standby.query_value("SHOW primary_slot_name") or "")
             row = self.execute(

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from pytest_pgstandby import Node, PgStandbyError, WrongRoleError
+from pytest_pgstandby.classroom.doctor import diagnose
 from tests.scenarios import MakeCluster, _table
 
 
@@ -239,6 +240,10 @@ def test_an_invalidated_slot_ends_the_wait_at_once(make_cluster: MakeCluster) ->
             "lost): the standby fell further behind than max_slot_wal_keep_size=1MB allows"
         ), text
         assert "Fix: standby.reclone()" in text and "gave up waiting" in text
+        # the doctor names the same cause at its WAL step
+        step = next(st for st in diagnose(primary, standby) if st.name == "WAL still available")
+        assert not step.ok and "'standby1' on primary was invalidated" in step.evidence
+        assert step.fix.startswith("standby.reclone()")
 
 
 @pytest.mark.parametrize("shape", [{"slots": True}, {"profile": "hardened"}])

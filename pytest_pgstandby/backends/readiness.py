@@ -11,6 +11,7 @@ import re
 from typing import Protocol
 
 from .._text import mask_secrets, tail
+from ..diagnosis import BASEBACKUP_ERROR, REPLICATION_REFUSED
 from ..errors import (
     BaseBackupError,
     ImageIncompleteError,
@@ -26,9 +27,7 @@ _ALIVE = ("running", "created", "paused")
 #: setup-standby.sh's line once section 1 (the pg_isready loop) is over
 _UPSTREAM_READY = "Primary is ready, creating standby from primary..."
 _NOT_FOUND = re.compile(r"^.* ([\w.-]+): (?:command )?not found\s*$", re.MULTILINE)
-_PG_BASEBACKUP = re.compile(r"^pg_basebackup: error: .*$", re.MULTILINE)
 _PG_ISREADY = re.compile(r"^\S+:\d+ - (?:no response|rejecting connections|no attempt)$", re.M)
-_AUTH = re.compile(r"password authentication failed|no pg_hba\.conf entry for replication")
 _SENDERS = re.compile(r"exceeds max_wal_senders")
 
 
@@ -95,12 +94,12 @@ def setup_failure(
             "official postgres image, given as --pgstandby-image / PGSTANDBY_IMAGE."
             + _shown(node, output)
         )
-    refused = _PG_BASEBACKUP.findall(output)
+    refused = BASEBACKUP_ERROR.findall(output)
     if not refused:
         return None
     said = mask_secrets(refused[-1].strip())
     upstream_name = upstream.name if upstream is not None else "its upstream"
-    if _AUTH.search(said):
+    if REPLICATION_REFUSED.search(said):
         return ReplicationAuthError(
             f"{head}: pg_basebackup could not log in to {upstream_name} as the replication "
             f"user: `{said}`. Fix: give the standby the replication user and password that "

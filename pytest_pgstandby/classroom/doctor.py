@@ -19,14 +19,10 @@ from ..assertions import assert_primary_conninfo, assert_standby_signal
 from ..assertions.conninfo import parse_conninfo, read_conninfo
 from ..assertions.report import error_text
 from ..backends.base import CONTAINER_PGDATA, LOOPBACK
-from ..diagnosis import WAL_FAILURES
+from ..diagnosis import BASEBACKUP_ERROR, HBA_REFUSAL, WAL_FAILURES
 from ..errors import PgStandbyError
 from ..node import Node, ServerLike, as_node
 
-_BASEBACKUP_ERROR = re.compile(r"^pg_basebackup: error: .*$", re.MULTILINE)
-_HBA_REFUSAL = re.compile(
-    r"(?:pg_hba\.conf rejects|no pg_hba\.conf entry for) replication connection[^\n]*"
-)
 _ROLE_PROBLEM = re.compile(r"on the primary lacks|does not exist on the primary")
 
 
@@ -193,7 +189,7 @@ def _runs_from(node: Node) -> tuple[str, str | None]:
 def _base_backup(p: Node, s: Node, standby: Seen) -> Step:
     name = "base backup"
     text = standby.output
-    errors = _BASEBACKUP_ERROR.findall(text)
+    errors = BASEBACKUP_ERROR.findall(text)
     if errors:
         return Step(
             name, False, f"the standby's output has `{errors[-1]}`", _backup_fix(errors[-1])
@@ -315,7 +311,7 @@ def _authentication(p: Node, s: Node, standby: Seen) -> Step:
                     "first matching line decides, and it rejects",
                     f"delete line {line[0]} of the primary's pg_hba.conf (or move it below the "
                     "line that admits the standby), then SELECT pg_reload_conf()")  # fmt: skip
-    refused = _HBA_REFUSAL.findall(standby.output)
+    refused = HBA_REFUSAL.findall(standby.output)
     if refused and not _streams(s):
         return Step(name, False, f"the standby's log has `{refused[-1]}`",
                     f"add a line admitting it (`host replication {user} all md5`) above any "
@@ -340,6 +336,10 @@ def _wal_available(p: Node, s: Node, standby: Seen) -> Step:
     name = "WAL still available"
     text = standby.output
     if not _streams(s):
+        lost = p.lost_slot_reason(s)
+        if lost is not None:
+            reason, fix = lost.split(" Fix: ", 1)
+            return Step(name, False, reason, fix)
         for pattern, meaning, fix in WAL_FAILURES:
             found = pattern.findall(text)
             if found:

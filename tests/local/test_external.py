@@ -71,11 +71,20 @@ def test_external_nodes_refuse_every_verb_that_would_change_them(
         ("reclone", standby.reclone),
         ("change the settings of", lambda: standby.set_conf(work_mem="8MB")),
         ("create a replication slot on", lambda: standby.create_slot("x")),
+        # the recovery verbs, through the same guard
+        ("pause replay on", standby.pause_replay),
+        ("resume replay on", standby.resume_replay),
+        ("take a backup of", lambda: standby.backup("b")),
+        ("rewind", lambda: standby.rewind(as_node(standby_dsn))),
+        ("kill the walreceiver of", lambda: standby.kill_process("walreceiver")),
+        ("advance the WAL of", standby.advance_wal),
+        ("enable archiving on", standby.enable_archiving),
     ]:
         with pytest.raises(NotOwnedError, match=f"refusing to {verb}") as info:
             call()
         assert "Fix:" in str(info.value)
-    assert standby.is_in_recovery()
+    assert standby.is_in_recovery() and not standby.is_replay_paused()
+    assert standby.connect_ok("SELECT pg_is_in_recovery()") is True  # reading is allowed
     with pytest.raises(Exception, match="it was given as a bare DSN"):
         standby.read_file("postgresql.auto.conf")
     with_files = as_node(Server(standby_dsn, data_dir=str(standby_dir)), "standby")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pgstandby.backends import sessions
+from pytest_pgstandby.backends import ports
 from pytest_pgstandby.backends.ports import PORT_MARK, reserve_port
 
 
@@ -31,7 +31,7 @@ def test_a_reserved_port_is_not_handed_out_again_until_its_owner_dies(
     live, stale = held[0], held[1]
     (tmp_path / f"{PORT_MARK}{stale}").write_text(f"{dead}\n")
     offers = iter([live, stale, stale])
-    monkeypatch.setattr(sessions, "free_port", lambda: next(offers))
+    monkeypatch.setattr(ports, "free_port", lambda: next(offers))
     port, mark = reserve_port(tmp_path)
     assert port == stale, "the live reservation was skipped, the dead one reclaimed"
     # a mark names its owner by pid and start time (a reused pid is no owner)

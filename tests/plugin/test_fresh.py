@@ -52,3 +52,33 @@ def test_unknown_fresh_mode_is_refused_by_name(pytester: pytest.Pytester) -> Non
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pgstandby-fresh", "copy")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*unknown fresh mode 'copy'*auto, snapshot, rebuild*"])
+
+
+def test_a_synchronous_pair_restored_from_the_snapshot_waits_at_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """Issue 20, finding 14: the first wait on a restored synchronous pair reused a wait
+    connection held from before the snapshot's clean stop (AdminShutdown). A connection
+    the server closed since is made anew, and a snapshot closes them first."""
+    pytester.makeconftest(
+        """
+        from pytest_pgstandby import factories
+
+        sync = factories.cluster(
+            scope="function", backend="local", standbys=1, synchronous="FIRST 1"
+        )
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("round", range(3))
+        def test_commit_waits_for_the_standby(sync, round):
+            sync.primary.execute("CREATE TABLE t AS SELECT 1 AS x")
+            sync.primary.wait_for_catchup(sync.standby)
+            assert sync.standby.execute("SELECT x FROM t") == [(1,)]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
