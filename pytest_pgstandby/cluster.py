@@ -456,6 +456,8 @@ class Cluster:
 def build_cluster(settings: Settings) -> Cluster:
     """Open the backend the settings ask for and bring the nodes up; the caller closes it."""
     backend, reason = open_backend(settings)
+    if settings.profile == "auto":  # as the backend decided: hardened where others reach
+        settings = settings.with_overrides(profile="hardened" if backend.hardened else "documented")
     cluster = Cluster(settings, backend, reason)
     try:
         cluster.build()

@@ -16,8 +16,10 @@ KEEP = ("never", "on-failure", "always")
 FRESH = ("auto", "snapshot", "rebuild")
 #: documented: the procedure as written (trust lines, the seed's passwords where a lab
 #: user expects them); hardened: the same steps given scram-sha-256, random passwords in
-#: a 0600 passfile, a slot per standby (docs/profiles.md)
-PROFILES = ("documented", "hardened")
+#: a 0600 passfile, a slot per standby (docs/profiles.md); auto (the default): documented
+#: where only this machine reaches the servers, hardened where other machines do (a
+#: remote Docker daemon), so that the seed's trust lines are never an open door
+PROFILES = ("auto", "documented", "hardened")
 
 
 def setting(default: Any, help: str) -> Any:
@@ -126,9 +128,10 @@ class Settings:
         "of a per-session snapshot on the local backend)",
     )
     profile: str = setting(
-        "documented",
-        "documented (the procedure as written, trust lines included) or hardened "
-        "(scram-sha-256, random passwords in a 0600 passfile, a slot per standby)",
+        "auto",
+        "documented (the procedure as written, trust lines included), hardened "
+        "(scram-sha-256, random passwords in a 0600 passfile, a slot per standby), or auto "
+        "(default: documented where only this machine reaches the servers, else hardened)",
     )
     version: str | None = setting(
         None,

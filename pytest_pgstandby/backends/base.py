@@ -241,6 +241,8 @@ class Backend(Protocol):
     connections. Call ``wait_ready()`` on a handle before using it on its own."""
 
     name: str
+    #: whether the servers run the hardened profile (decided by the backend for "auto")
+    hardened: bool
     #: what POSTGRES_REPLICATION_PASSWORD the scripts ran with ("" when not known)
     replication_password: str
 

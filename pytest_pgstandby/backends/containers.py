@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import tarfile
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,62 @@ def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
             "--pgstandby-backend=local."
         ) from None
     return client
+
+
+@dataclass(frozen=True)
+class EngineAddress:
+    """Which daemon, and where its published ports are reached from this process."""
+
+    url: str  # the daemon, as docker-py was given it
+    how: str  # why this daemon (DOCKER_HOST, a docker context, tc.host, the default socket)
+    host: str  # where this process connects to a published port
+    publish_ip: str  # the one address ports are published on (never all, when one works)
+
+    @property
+    def exposed(self) -> bool:
+        """Whether other machines (and their users) may reach what is published."""
+        return self.publish_ip not in LOOPBACK
+
+    def describe(self) -> str:
+        where = f"published on {self.publish_ip} only"
+        if self.exposed:
+            where += ", which other machines reach"
+        return f"daemon {self.url} ({self.how}); servers reached at {self.host}, {where}"
+
+
+def engine_address() -> EngineAddress:
+    """The daemon testcontainers picks (``tc.host`` in ~/.testcontainers.properties,
+    ``DOCKER_HOST``, the current docker context, else the local socket) and the address its
+    published ports are reached at: the host of a ``tcp://`` or ``ssh://`` daemon,
+    ``TC_HOST`` / ``TESTCONTAINERS_HOST_OVERRIDE`` when set, 127.0.0.1 for a local socket.
+    testcontainers' own guess for a local socket inside a container (the default gateway)
+    is not taken: a machine with a stray ``/.dockerenv`` is not one."""
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.core.docker_client import get_docker_host
+
+    url = get_docker_host() or "unix:///var/run/docker.sock"
+    if testcontainers_config.tc_properties_get_tc_host():
+        how = "tc.host in ~/.testcontainers.properties"
+    elif os.environ.get("DOCKER_HOST"):
+        how = "DOCKER_HOST"
+    elif url != "unix:///var/run/docker.sock":
+        how = "the current docker context"
+    else:
+        how = "the default socket"
+    override = os.environ.get("TC_HOST") or os.environ.get("TESTCONTAINERS_HOST_OVERRIDE")
+    parsed = urllib.parse.urlparse(url)
+    host = override or (parsed.hostname if parsed.scheme in ("tcp", "ssh", "http", "https") else "")
+    if not host or host in LOOPBACK:
+        return EngineAddress(url, how, "127.0.0.1", "127.0.0.1")
+    try:
+        publish_ip = socket.gethostbyname(host)
+    except OSError:
+        publish_ip = ""  # unknown here: every address of the daemon's host
+    if publish_ip.startswith("127."):
+        publish_ip = "127.0.0.1"
+    if override:
+        how += f", reached as TC_HOST={override}"
+    return EngineAddress(url, how, host, publish_ip)
 
 
 #: the image's PostgreSQL major: our label (lab/image/Dockerfile), else the official
@@ -331,12 +388,12 @@ def refuse_clash(client: docker.DockerClient, name: str) -> None:
         )
 
 
-def published_port(container: Any, what: str) -> int:
-    """The host port a (reloaded) container publishes 5432 on at 127.0.0.1."""
+def published_port(container: Any, what: str, ip: str = "127.0.0.1") -> int:
+    """The host port a (reloaded) container publishes 5432 on at ``ip``."""
     bindings = container.attrs["NetworkSettings"]["Ports"].get("5432/tcp") or []
-    ours = [b for b in bindings if b.get("HostIp") == "127.0.0.1"]
+    ours = [b for b in bindings if b.get("HostIp") == (ip or "0.0.0.0")]
     if not ours:
-        raise WaitTimeoutError(f"{what} has no port published on 127.0.0.1 yet")
+        raise WaitTimeoutError(f"{what} has no port published on {ip or 'any address'} yet")
     return int(ours[0]["HostPort"])
 
 

@@ -2,8 +2,9 @@
 aliases (``postgres-primary-lab``, ``postgres-standby-lab``); the primary from the image
 with ``lab/setup-primary.sh`` in ``/docker-entrypoint-initdb.d/``, each standby running
 ``lab/setup-standby.sh`` as its entrypoint with the seed's default values (only the poll
-interval is shortened). Ports are published on 127.0.0.1 only, and the harness connects
-to 127.0.0.1 only.
+interval is shortened). Ports are published on one address only, where the harness
+connects: 127.0.0.1 for a local daemon, the address a remote daemon is reached by
+(``containers.engine_address``).
 
 Ryuk (testcontainers' reaper) needs an image that may not be pullable, so cleanup does not
 depend on it: every container and network carries our labels, ``close()`` removes them,
@@ -47,6 +48,7 @@ from .containers import (
     ImageFacts,
     availability,
     connect_docker,
+    engine_address,
     how_to_get,
     refuse_clash,
     remove_network,
@@ -143,12 +145,15 @@ class DockerBackend:
         image: str,
         timeout: float = 60.0,
         cluster_name: str | None = None,
-        hardened: bool = False,
+        hardened: bool | None = False,
         major: str | None = None,
     ) -> None:
         self.image = image
-        self.hardened = hardened
         self.timeout = timeout
+        self.engine = engine_address()
+        # None (the "auto" profile): hardened wherever other machines reach the servers,
+        # for the documented profile's trust lines must never be an open door
+        self.hardened = self.engine.exposed if hardened is None else hardened
         self.client = connect_docker()
         try:
             found = _judged_image(self.client, image, major)
@@ -180,11 +185,11 @@ class DockerBackend:
         )
         # killed before close(), even by SIGKILL: the reaper removes them within seconds
         self._labelled = (f"{LABEL_CLUSTER}={self.cluster}", f"{LABEL_OWNER_PID}={os.getpid()}")
-        reaper.watch_docker(*self._labelled)
+        reaper.watch_docker(*self._labelled, self.engine.url)
         self.nodes: list[DockerNode] = []
         self.superuser_password = secrets.token_urlsafe(16)
         # the seed's in the documented profile (the lab's users expect it), random hardened
-        self.replication_password = secrets.token_hex(16) if hardened else REPLICATION_PASSWORD
+        self.replication_password = secrets.token_hex(16) if self.hardened else REPLICATION_PASSWORD
         self.template = labels.get(TEMPLATE_LABEL)  # None: the image's own initdb runs
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pgstandby-start")
 
@@ -202,7 +207,11 @@ class DockerBackend:
         return self.image
 
     def describe(self) -> str:
-        return f"docker: image {self.image}, network pgstandby-{self.cluster}"
+        profile = "hardened" if self.hardened else "documented"
+        return (
+            f"docker: image {self.image}, network pgstandby-{self.cluster}, "
+            f"{self.engine.describe()}; {profile} profile"
+        )
 
     def container_spec(self, node: str, alias: str) -> Any:
         self._refuse_clash(self.container_name(node))
@@ -223,7 +232,7 @@ class DockerBackend:
         )
         # docker-py's (address, None) publishes on 127.0.0.1 only, at a free port;
         # testcontainers' with_bind_ports cannot take an address.
-        container.ports["5432/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
+        container.ports["5432/tcp"] = (self.engine.publish_ip, None)  # type: ignore[assignment]
         return container
 
     def _with_passfile(self, container: Any) -> tuple[Any, list[str]]:

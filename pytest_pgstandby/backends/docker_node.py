@@ -30,6 +30,7 @@ from .base import (
 from .containers import (
     ContainerFiles,
     ContainerRelay,
+    EngineAddress,
     container_address,
     published_port,
 )
@@ -62,6 +63,7 @@ class ContainerBackend(Protocol):
 
     image: str
     timeout: float
+    engine: EngineAddress
     _pool: ThreadPoolExecutor
 
     def container_name(self, node: str) -> str: ...
@@ -78,7 +80,6 @@ class DockerNode(OwnedHandle):
     alias: str  # its name inside the cluster's network
     tc: Any  # testcontainers DockerContainer (use .container: it waits for a start under way)
     credentials: Credentials
-    host: str = "127.0.0.1"
     data_dir: str = PGDATA
     upstream: DockerNode | None = None  # a standby's upstream: if it dies, stop waiting
     relay: ContainerRelay | None = None
@@ -114,8 +115,14 @@ class DockerNode(OwnedHandle):
         """The host port published on 127.0.0.1 (docker may pick a new one at each start)."""
         if self._port is None:
             self.container.reload()
-            self._port = published_port(self.wrapped, self.name)
+            self._port = published_port(self.wrapped, self.name, self.backend.engine.publish_ip)
         return self._port
+
+    @property
+    def host(self) -> str:
+        """Where this process reaches the published port: 127.0.0.1 for a local daemon,
+        the daemon's host for a remote one."""
+        return self.backend.engine.host
 
     @property
     def dsn(self) -> str:

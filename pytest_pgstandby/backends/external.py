@@ -340,6 +340,7 @@ class ExternalBackend:
         self._given = 0
 
     runs_from = ""
+    hardened = False  # not the harness's to choose: the servers are someone else's
 
     def describe(self) -> str:
         n = len(self.standbys)

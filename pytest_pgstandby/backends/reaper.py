@@ -79,14 +79,16 @@ def release_file(path: Path) -> None:
     _client.send({"op": "release", "key": f"file:{path}"})
 
 
-def watch_docker(cluster_label: str, owner_label: str) -> None:
-    """Remove the containers, networks and volumes labelled ``cluster_label`` (a ``key=value``)
-    and ``owner_label`` if this process dies before ``release_docker``."""
+def watch_docker(cluster_label: str, owner_label: str, daemon: str) -> None:
+    """Remove the containers, networks and volumes labelled ``cluster_label`` (a
+    ``key=value``) and ``owner_label`` on ``daemon`` (its URL: the reaper may have been
+    started under another DOCKER_HOST) if this process dies before ``release_docker``."""
     _client.send(
         {
             "op": "watch",
             "key": f"docker:{cluster_label}",
             "labels": [cluster_label, owner_label],
+            "daemon": daemon,
         }
     )
 
@@ -107,7 +109,9 @@ def _reap(entry: dict[str, Any]) -> None:
 def _reap_docker(entry: dict[str, Any]) -> None:
     from .containers import _remove, connect_docker, remove_network
 
-    client = connect_docker()  # DOCKER_HOST and the like: the owner's environment
+    if entry.get("daemon"):
+        os.environ["DOCKER_HOST"] = entry["daemon"]  # the daemon the owner used
+    client = connect_docker()
     labels = {"label": entry["labels"]}
     for container in client.containers.list(all=True, filters=labels, ignore_removed=True):
         _remove(container, force=True, v=True)

@@ -35,6 +35,12 @@ def external_backend(settings: Settings) -> ExternalBackend:
     return ExternalBackend(primary, standbys, settings.timeout)
 
 
+def _hardened(settings: Settings) -> bool | None:
+    """The profile asked; None for auto, which the Docker backend decides by where its
+    daemon publishes (hardened wherever other machines reach the servers)."""
+    return None if settings.profile == "auto" else settings.hardened
+
+
 def open_backend(settings: Settings) -> tuple[Backend, str]:
     if settings.external:
         return external_backend(settings), "servers given by DSN"
@@ -44,7 +50,7 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
         backend = DockerBackend(
             settings.docker_image,
             settings.timeout,
-            hardened=settings.hardened,
+            hardened=_hardened(settings),
             major=settings.version,
         )
         return backend, "asked for docker"
@@ -54,7 +60,7 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
             from .docker import DockerBackend
 
             backend = DockerBackend(
-                settings.docker_image, settings.timeout, hardened=settings.hardened
+                settings.docker_image, settings.timeout, hardened=_hardened(settings)
             )
             return backend, f"auto: {why}"
         reason = f"auto: local, since {why}"
