@@ -40,6 +40,13 @@ KNOWN_FAILURES: list[tuple[re.Pattern[str], str, str]] = [
         "create it on the upstream (upstream.create_slot(name)); follow() does so itself",
     ),
     (
+        re.compile(r'can no longer (?:get changes from|access) replication slot "[^"]+"'),
+        "the standby's replication slot on its upstream was invalidated (it fell further "
+        "behind than max_slot_wal_keep_size allows)",
+        "rebuild the standby (standby.reclone()); a larger max_slot_wal_keep_size on the "
+        "upstream if it must survive falling that far behind",
+    ),
+    (
         re.compile(r"recovery ended before configured recovery target was reached"),
         "targeted recovery ran out of WAL before its recovery target: neither the backup "
         "nor the archive holds WAL up to it",

@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import tarfile
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from ..errors import (
     WaitTimeoutError,
 )
 from .base import LOOPBACK, PeerAddress, Reach
+from .engines import engine_address
 from .owners import owner_alive
 
 log = logging.getLogger(__name__)
@@ -57,62 +57,6 @@ def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
             "--pgstandby-backend=local."
         ) from None
     return client
-
-
-@dataclass(frozen=True)
-class EngineAddress:
-    """Which daemon, and where its published ports are reached from this process."""
-
-    url: str  # the daemon, as docker-py was given it
-    how: str  # why this daemon (DOCKER_HOST, a docker context, tc.host, the default socket)
-    host: str  # where this process connects to a published port
-    publish_ip: str  # the one address ports are published on (never all, when one works)
-
-    @property
-    def exposed(self) -> bool:
-        """Whether other machines (and their users) may reach what is published."""
-        return self.publish_ip not in LOOPBACK
-
-    def describe(self) -> str:
-        where = f"published on {self.publish_ip} only"
-        if self.exposed:
-            where += ", which other machines reach"
-        return f"daemon {self.url} ({self.how}); servers reached at {self.host}, {where}"
-
-
-def engine_address() -> EngineAddress:
-    """The daemon testcontainers picks (``tc.host`` in ~/.testcontainers.properties,
-    ``DOCKER_HOST``, the current docker context, else the local socket) and the address its
-    published ports are reached at: the host of a ``tcp://`` or ``ssh://`` daemon,
-    ``TC_HOST`` / ``TESTCONTAINERS_HOST_OVERRIDE`` when set, 127.0.0.1 for a local socket.
-    testcontainers' own guess for a local socket inside a container (the default gateway)
-    is not taken: a machine with a stray ``/.dockerenv`` is not one."""
-    from testcontainers.core.config import testcontainers_config
-    from testcontainers.core.docker_client import get_docker_host
-
-    url = get_docker_host() or "unix:///var/run/docker.sock"
-    if testcontainers_config.tc_properties_get_tc_host():
-        how = "tc.host in ~/.testcontainers.properties"
-    elif os.environ.get("DOCKER_HOST"):
-        how = "DOCKER_HOST"
-    elif url != "unix:///var/run/docker.sock":
-        how = "the current docker context"
-    else:
-        how = "the default socket"
-    override = os.environ.get("TC_HOST") or os.environ.get("TESTCONTAINERS_HOST_OVERRIDE")
-    parsed = urllib.parse.urlparse(url)
-    host = override or (parsed.hostname if parsed.scheme in ("tcp", "ssh", "http", "https") else "")
-    if not host or host in LOOPBACK:
-        return EngineAddress(url, how, "127.0.0.1", "127.0.0.1")
-    try:
-        publish_ip = socket.gethostbyname(host)
-    except OSError:
-        publish_ip = ""  # unknown here: every address of the daemon's host
-    if publish_ip.startswith("127."):
-        publish_ip = "127.0.0.1"
-    if override:
-        how += f", reached as TC_HOST={override}"
-    return EngineAddress(url, how, host, publish_ip)
 
 
 #: the image's PostgreSQL major: our label (lab/image/Dockerfile), else the official
@@ -211,9 +155,19 @@ def _remove(thing: Any, **kwargs: Any) -> int:
 
 def _network_gone(network: Any) -> bool:
     """Removed now, or by someone else already; an APIError (endpoints still attached,
-    their containers going) means not yet."""
-    with contextlib.suppress(docker.errors.NotFound):
+    their containers going) means not yet. A container still attached that is not ours
+    (the job container of a dead session, which joined the network) is disconnected."""
+    try:
         network.remove()
+    except docker.errors.NotFound:
+        return True
+    except docker.errors.APIError:
+        if hasattr(network, "reload"):  # docker-py's (a sweep, the reaper)
+            with contextlib.suppress(docker.errors.APIError):
+                network.reload()
+                for container in network.attrs.get("Containers") or {}:
+                    network.disconnect(container, force=True)
+        raise
     return True
 
 
@@ -432,22 +386,36 @@ _LOOPBACK = (*LOOPBACK, "")
 _ANY_OR_LOOPBACK = ("127.0.0.1", "0.0.0.0", "::", "")
 
 
-def _publishes(container: Any, port: int) -> bool:
+def _publishes(container: Any, port: int, addresses: tuple[str, ...]) -> bool:
     ports = container.attrs["NetworkSettings"].get("Ports") or {}
     return any(
-        str(b.get("HostPort")) == str(port) and b.get("HostIp") in _ANY_OR_LOOPBACK
+        str(b.get("HostPort")) == str(port) and b.get("HostIp") in addresses
         for bindings in ports.values()
         for b in bindings or []
     )
 
 
+def _addressed(container: Any, host: str, port: int) -> bool:
+    """``host:port`` is the container's own address in one of its networks, its port 5432."""
+    networks = container.attrs["NetworkSettings"].get("Networks") or {}
+    return port == 5432 and any(n.get("IPAddress") == host for n in networks.values())
+
+
 def container_publishing(host: str, port: int, beside: Any) -> Any | None:
-    """The container that publishes ``port`` on this machine's loopback and shares a
-    Docker network with ``beside`` (docker-py objects): how a primary given only by
-    ``127.0.0.1:<port>`` is found when its standby runs in a container. None unless
-    exactly one matches (nothing is guessed from names)."""
-    if host not in _LOOPBACK:
-        return None
+    """The container that publishes ``port`` where ``host`` reaches the daemon (this
+    machine's loopback, or a remote daemon's address), or whose own address in a network
+    is ``host`` (a job that joined it), and shares a Docker network with ``beside``
+    (docker-py objects): how a primary given only by ``<host>:<port>`` is found when its
+    standby runs in a container. None unless exactly one matches (nothing is guessed from
+    names)."""
+    engine = engine_address()
+    addresses: tuple[str, ...]
+    if host in _LOOPBACK and not engine.exposed:
+        addresses = _ANY_OR_LOOPBACK
+    elif host in (engine.host, engine.publish_ip) and engine.exposed:
+        addresses = (engine.publish_ip, "0.0.0.0", "::", "")
+    else:
+        addresses = ()  # a container's own address (this process joined its network)
     beside.reload()
     found: dict[str, Any] = {}
     client = _lookup_client(os.environ.get("DOCKER_HOST"))
@@ -461,6 +429,6 @@ def container_publishing(host: str, port: int, beside: Any) -> Any | None:
                 member = client.containers.get(member_id)
             except docker.errors.NotFound:
                 continue
-            if _publishes(member, port):
+            if _publishes(member, port, addresses) or _addressed(member, host, port):
                 found[member.id] = member
     return next(iter(found.values())) if len(found) == 1 else None

@@ -4,7 +4,7 @@ with ``lab/setup-primary.sh`` in ``/docker-entrypoint-initdb.d/``, each standby 
 ``lab/setup-standby.sh`` as its entrypoint with the seed's default values (only the poll
 interval is shortened). Ports are published on one address only, where the harness
 connects: 127.0.0.1 for a local daemon, the address a remote daemon is reached by
-(``containers.engine_address``).
+(``engines.engine_address``).
 
 Ryuk (testcontainers' reaper) needs an image that may not be pullable, so cleanup does not
 depend on it: every container and network carries our labels, ``close()`` removes them,
@@ -48,7 +48,6 @@ from .containers import (
     ImageFacts,
     availability,
     connect_docker,
-    engine_address,
     how_to_get,
     refuse_clash,
     remove_network,
@@ -66,7 +65,9 @@ from .docker_node import (
     SUPERVISOR_IN_CONTAINER,
     TEMPLATE_LABEL,
     DockerNode,
+    copied,
 )
+from .engines import engine_address, own_container
 from .owners import owner_stamp
 from .values import (
     HARDENED_PRIMARY_VALUES,
@@ -88,6 +89,7 @@ __all__ = [
     "DockerNode",
     "availability",
     "connect_docker",
+    "copied",
     "sweep_leftovers",
 ]
 
@@ -177,8 +179,13 @@ class DockerBackend:
         self._refuse_clash(f"pgstandby-{self.cluster}")
         self._refuse_clash(self.container_name("primary"))
         self.network = Network(docker_network_kw={"labels": dict(self.labels)})
-        self.network.name = f"pgstandby-{self.cluster}"
+        self.network.name = self.network_name = f"pgstandby-{self.cluster}"
         self.network.create()
+        # a job running in a container of this daemon joins the cluster's network and
+        # reaches the servers by their addresses there: nothing is published
+        self.joined = own_container(self.client) if not self.engine.exposed else None
+        if self.joined is not None:
+            self.client.networks.get(self.network_name).connect(self.joined.id)
         # the cluster's shared directory (backups, the WAL archive) in every container
         self.shared = self.client.volumes.create(
             name=f"pgstandby-{self.cluster}-shared", labels=dict(self.labels)
@@ -208,9 +215,15 @@ class DockerBackend:
 
     def describe(self) -> str:
         profile = "hardened" if self.hardened else "documented"
+        where = self.engine.describe()
+        if self.joined is not None:
+            where = (
+                f"daemon {self.engine.url} ({self.engine.how}); this process runs in its "
+                f"container {self.joined.name}, which joined the cluster's network: servers "
+                "reached at their addresses there, nothing published"
+            )
         return (
-            f"docker: image {self.image}, network pgstandby-{self.cluster}, "
-            f"{self.engine.describe()}; {profile} profile"
+            f"docker: image {self.image}, network {self.network_name}, {where}; {profile} profile"
         )
 
     def container_spec(self, node: str, alias: str) -> Any:
@@ -230,9 +243,10 @@ class DockerBackend:
             .with_kwargs(labels=dict(self.labels))
             .with_volume_mapping(self.shared.name, SHARED_DIR, "rw")
         )
-        # docker-py's (address, None) publishes on 127.0.0.1 only, at a free port;
+        # docker-py's (address, None) publishes on that address only, at a free port;
         # testcontainers' with_bind_ports cannot take an address.
-        container.ports["5432/tcp"] = (self.engine.publish_ip, None)  # type: ignore[assignment]
+        if self.joined is None:
+            container.ports["5432/tcp"] = (self.engine.publish_ip, None)  # type: ignore[assignment]
         return container
 
     def _with_passfile(self, container: Any) -> tuple[Any, list[str]]:
@@ -265,18 +279,21 @@ class DockerBackend:
         container = self.container_spec(name, PRIMARY_ALIAS)
         if self.template:
             entrypoint[2:] = ["bash", PRIMARY_INIT_IN_CONTAINER]
-            container = container.with_volume_mapping(str(PRIMARY_INIT), PRIMARY_INIT_IN_CONTAINER)
+            container = container.with_copy_into_container(
+                *copied(PRIMARY_INIT, PRIMARY_INIT_IN_CONTAINER)
+            )
         container = (
-            container.with_volume_mapping(
-                str(lab_file("setup-primary.sh")),
-                "/docker-entrypoint-initdb.d/10-setup-primary.sh",
+            container.with_copy_into_container(
+                *copied(
+                    lab_file("setup-primary.sh"), "/docker-entrypoint-initdb.d/10-setup-primary.sh"
+                )
             )
             # a test cluster needs no durable initdb (the local backend runs --no-sync too)
             .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
             # in memory, as the standbys' (initdb 0.4 s instead of 1.2 s); it lives as long
             # as the container, which supervisor.sh keeps up across stop()/start()
             .with_tmpfs_mount(PGDATA)
-            .with_volume_mapping(str(SUPERVISOR), SUPERVISOR_IN_CONTAINER)
+            .with_copy_into_container(*copied(SUPERVISOR, SUPERVISOR_IN_CONTAINER))
             .with_kwargs(
                 labels=dict(self.labels),
                 entrypoint=entrypoint,
@@ -304,8 +321,8 @@ class DockerBackend:
         alias = STANDBY_ALIAS if standbys == 0 else f"{STANDBY_ALIAS}-{standbys + 1}"
         container = (
             self.container_spec(name, alias)
-            .with_volume_mapping(str(lab_file("setup-standby.sh")), "/setup-standby.sh")
-            .with_volume_mapping(str(RELAY), RELAY_IN_CONTAINER)
+            .with_copy_into_container(*copied(lab_file("setup-standby.sh"), "/setup-standby.sh"))
+            .with_copy_into_container(*copied(RELAY, RELAY_IN_CONTAINER))
         )
         if up.role != "primary":
             container = container.with_env("PGSTANDBY_PRIMARY_HOST", up.alias)
@@ -313,7 +330,7 @@ class DockerBackend:
         # receiver's application_name, by which the upstream knows it), run by a
         # supervisor that keeps the container and its data up while the server is
         # stopped, so that stop()/start() keep a standby's data as they do locally.
-        container = container.with_volume_mapping(str(SUPERVISOR), SUPERVISOR_IN_CONTAINER)
+        container = container.with_copy_into_container(*copied(SUPERVISOR, SUPERVISOR_IN_CONTAINER))
         container = container.with_env(
             "PGSTANDBY_START_COMMAND",
             shlex.join(["bash", SUPERVISOR_IN_CONTAINER, *self.server_command(name, slot)]),
@@ -345,8 +362,8 @@ class DockerBackend:
         alias = f"postgres-{name.replace('_', '-')}-lab"
         container = (
             self.container_spec(name, alias)
-            .with_volume_mapping(str(RELAY), RELAY_IN_CONTAINER)
-            .with_volume_mapping(str(SUPERVISOR), SUPERVISOR_IN_CONTAINER)
+            .with_copy_into_container(*copied(RELAY, RELAY_IN_CONTAINER))
+            .with_copy_into_container(*copied(SUPERVISOR, SUPERVISOR_IN_CONTAINER))
             .with_env("PGSTANDBY_START_IDLE", "1")
             .with_tmpfs_mount(PGDATA)
         )
@@ -377,6 +394,11 @@ class DockerBackend:
                     pass
                 except Exception as exc:
                     log.warning("could not remove %s: %s", node.name, exc)
+            if self.joined is not None:
+                with contextlib.suppress(docker.errors.APIError):
+                    self.client.networks.get(self.network_name).disconnect(
+                        self.joined.id, force=True
+                    )
             remove_network(self.network, timeout=60)
             with contextlib.suppress(docker.errors.NotFound):
                 self.shared.remove(force=True)

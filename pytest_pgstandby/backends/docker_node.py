@@ -30,10 +30,10 @@ from .base import (
 from .containers import (
     ContainerFiles,
     ContainerRelay,
-    EngineAddress,
     container_address,
     published_port,
 )
+from .engines import EngineAddress
 from .readiness import wait_container_ready
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ STANDBY_ALIAS = "postgres-standby-lab"
 RELAY_IN_CONTAINER = "/pgstandby-relay.pl"
 SUPERVISOR = Path(__file__).with_name("supervisor.sh")
 KEEP_FLAG = "/tmp/pgstandby-keep"  # supervisor.sh: from now on, keep the container up
+# what supervisor.sh says when a kept container's server exits, and when it starts again
+SUPERVISOR_EXITED = "pgstandby-supervisor: the server exited"
+SUPERVISOR_STARTING = "pgstandby-supervisor: starting the server again"
 SUPERVISOR_IN_CONTAINER = "/pgstandby-supervisor.sh"
 PRIMARY_INIT = Path(__file__).with_name("primary-init.sh")
 PRIMARY_INIT_IN_CONTAINER = "/pgstandby-primary-init.sh"
@@ -57,6 +60,13 @@ _SETUP_END = {
 }
 
 
+def copied(source: Path, destination: str) -> tuple[bytes, str, int]:
+    """A file of ours for ``with_copy_into_container``: copied into the container before it
+    starts, with its mode, rather than bind-mounted from a path of this machine, which a
+    remote daemon (or the daemon of a job that runs in a container) does not have."""
+    return source.read_bytes(), destination, source.stat().st_mode & 0o777
+
+
 class ContainerBackend(Protocol):
     """What a node asks of the DockerBackend that made it (docker.py imports this module,
     so the class itself is not named here)."""
@@ -64,6 +74,8 @@ class ContainerBackend(Protocol):
     image: str
     timeout: float
     engine: EngineAddress
+    joined: Any  # the container this process runs in, joined to the network; or None
+    network_name: str
     _pool: ThreadPoolExecutor
 
     def container_name(self, node: str) -> str: ...
@@ -88,6 +100,7 @@ class DockerNode(OwnedHandle):
     _starting: Future[None] | None = field(default=None, repr=False)
     _keeping: Future[Any] | None = field(default=None, repr=False)
     _shared_owned: bool = field(default=False, repr=False)
+    _address: str | None = field(default=None, repr=False)
     from_backup: bool = False  # made by create_node: no setup output, all of it is log
 
     @property
@@ -112,7 +125,10 @@ class DockerNode(OwnedHandle):
 
     @property
     def port(self) -> int:
-        """The host port published on 127.0.0.1 (docker may pick a new one at each start)."""
+        """The port published on the engine's address (docker may pick a new one at each
+        start), or 5432 where this process joined the cluster's network."""
+        if self.backend.joined is not None:
+            return 5432
         if self._port is None:
             self.container.reload()
             self._port = published_port(self.wrapped, self.name, self.backend.engine.publish_ip)
@@ -120,9 +136,16 @@ class DockerNode(OwnedHandle):
 
     @property
     def host(self) -> str:
-        """Where this process reaches the published port: 127.0.0.1 for a local daemon,
-        the daemon's host for a remote one."""
-        return self.backend.engine.host
+        """Where this process reaches the server: 127.0.0.1 for a local daemon, the
+        daemon's host for a remote one, the container's own address in the cluster's
+        network where this process runs in a container that joined it."""
+        if self.backend.joined is None:
+            return self.backend.engine.host
+        if self._address is None:
+            self.container.reload()
+            networks = self.wrapped.attrs["NetworkSettings"]["Networks"]
+            self._address = str(networks[self.backend.network_name]["IPAddress"])
+        return self._address
 
     @property
     def dsn(self) -> str:
@@ -176,6 +199,17 @@ class DockerNode(OwnedHandle):
             code, out = keeping.result()
             if code != 0:
                 raise SetupFailedError(f"could not mark {self.name} to be kept: {out!r}")
+
+    def server_gone(self) -> str | None:
+        """Why the server of a kept container is not coming: supervisor.sh's last word
+        is that it exited (a start on data it cannot recover, say). None otherwise."""
+        if not self._kept:
+            return None  # before that, a server that exits ends the container
+        text = self.all_output()
+        last = max(text.rfind(SUPERVISOR_EXITED), text.rfind(SUPERVISOR_STARTING))
+        if last < 0 or not text.startswith(SUPERVISOR_EXITED, last):
+            return None
+        return text[last:].splitlines()[0].removeprefix("pgstandby-supervisor: ")
 
     def all_output(self) -> str:
         return bytes(self.wrapped.logs(stdout=True, stderr=True)).decode(errors="replace")
@@ -282,7 +316,7 @@ class DockerNode(OwnedHandle):
         if self.status() == "running":
             self.container.exec(["bash", "-c", "kill -USR1 1"])
         else:
-            self._port = None
+            self._port = self._address = None
             self.wrapped.start()  # testcontainers' start() would create a new container
         self.wait_ready()
 
@@ -295,7 +329,7 @@ class DockerNode(OwnedHandle):
         if self.status() == "running":
             self.wrapped.kill(signal=signal.SIGINT)
             self._wait_exited(self.backend.timeout, "a container stop")
-        self._port = None
+        self._port = self._address = None
         self._kept = False
         self.wrapped.start()
         self.wait_ready()

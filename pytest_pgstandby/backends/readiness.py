@@ -41,6 +41,7 @@ class ContainerNode(Protocol):
     def container_name(self) -> str | None: ...
     def status(self) -> str: ...
     def all_output(self) -> str: ...
+    def server_gone(self) -> str | None: ...
 
 
 def wait_container_ready(
@@ -52,6 +53,9 @@ def wait_container_ready(
     PrimaryNotReadyError once ``timeout`` has passed."""
 
     def exited() -> str | None:
+        gone = node.server_gone()  # a kept container outlives its server
+        if gone is not None:
+            return gone
         for one in filter(None, (node, upstream)):
             state = one.status()
             if state in _ALIVE:

@@ -151,12 +151,12 @@ class DockerSteps:
     def _waiting_standby(self) -> DockerNode:
         """The container create_standby makes, but for its main process: it waits, and
         the script's sections come one by one through ``docker exec``."""
-        from .docker import PGDATA, STANDBY_ALIAS, DockerNode
+        from .docker import PGDATA, STANDBY_ALIAS, DockerNode, copied
 
         backend = self.backend
         container = (
             backend.container_spec("standby", STANDBY_ALIAS)
-            .with_volume_mapping(str(lab_file("setup-standby.sh")), "/setup-standby.sh")
+            .with_copy_into_container(*copied(lab_file("setup-standby.sh"), "/setup-standby.sh"))
             # the values create_standby gives the script; cluster_name is the WAL
             # receiver's application_name, by which the primary knows the standby
             .with_env("PGSTANDBY_POLL_INTERVAL", "0.02")

@@ -13,6 +13,8 @@
 set -u
 
 KEEP_FLAG=/tmp/pgstandby-keep
+EXITED="pgstandby-supervisor: the server exited"
+STARTING="pgstandby-supervisor: starting the server again"
 ending=0
 wanted=0
 idle=""
@@ -49,6 +51,9 @@ while :; do
         fi
         [ "$ending" = 1 ] && exit 0
         [ -e "$KEEP_FLAG" ] || exit "$status"
+        # the harness's wait for a (re)start reads this line: the server is gone, the
+        # container stays
+        echo "$EXITED with status $status; the container is kept"
     fi
     while [ "$wanted" = 0 ] && [ "$ending" = 0 ]; do
         sleep infinity &
@@ -62,5 +67,6 @@ while :; do
     done
     [ "$ending" = 1 ] && exit 0
     wanted=0
+    echo "$STARTING"
     run "$@"
 done

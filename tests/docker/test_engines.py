@@ -12,12 +12,17 @@ PGSTANDBY_REMOTE_DOCKER_HOST).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+import pytest_pgstandby
 from pytest_pgstandby import Settings, start_cluster
-from pytest_pgstandby.backends.containers import LABEL_CLUSTER, connect_docker, engine_address
+from pytest_pgstandby.backends.containers import LABEL_CLUSTER, connect_docker
+from pytest_pgstandby.backends.engines import engine_address
 
 NETNS, NETNS_IP = "pgstandby-remote", "10.213.7.2"  # tests/remote-daemon.sh
 
@@ -112,3 +117,69 @@ def test_the_documented_profile_runs_remotely_only_when_asked(
         assert "documented profile" in cluster.describe()
         lines = cluster.standby.read_file("pg_hba.conf").splitlines()
         assert lines[-1].split() == ["host", "replication", "all", "0.0.0.0/0", "trust"]
+
+
+JOB_TEST = """
+from pytest_pgstandby.backends.containers import connect_docker
+
+
+def test_in_a_job_container(pgstandby_cluster):
+    cluster = pgstandby_cluster
+    primary, standby = cluster.primary, cluster.standby
+    print("DESCRIBE", cluster.describe())
+    assert "which joined the cluster's network" in cluster.describe()
+    assert primary.port == 5432 and not primary.host.startswith("127.")
+    primary.execute("CREATE TABLE t AS SELECT 1 AS x")
+    primary.wait_for_catchup(standby)
+    assert standby.execute("SELECT x FROM t") == [(1,)]
+    standby.partition()
+    standby.heal()
+    standby.kill()
+    standby.start()
+    primary.wait_for_catchup(standby)
+    standby.reclone()
+    primary.wait_for_catchup(standby)
+    client = connect_docker()
+    mine = {"label": "org.pgstandby.cluster=" + cluster.backend.cluster}
+    for container in client.containers.list(filters=mine):
+        assert not container.attrs["NetworkSettings"]["Ports"].get("5432/tcp"), container.name
+    client.close()
+"""
+
+
+def test_a_job_in_a_container_joins_the_cluster_network(
+    docker_client: Any, lab_image: str, tmp_path: Path
+) -> None:
+    """pytest itself in a container of the same daemon, the daemon's socket mounted (a
+    CI job run in a container): it joins each cluster's network and reaches the servers
+    at their addresses there, with nothing published. The job container runs this very
+    Python and checkout, mounted read-only at the same paths."""
+    (tmp_path / "test_job.py").write_text(JOB_TEST)
+    checkout = Path(pytest_pgstandby.__file__).resolve().parents[1]
+    paths = {sys.prefix, sys.base_prefix, str(checkout)}
+    volumes = {p: {"bind": p, "mode": "ro"} for p in paths}
+    volumes[str(tmp_path)] = {"bind": "/job", "mode": "rw"}
+    volumes["/var/run/docker.sock"] = {"bind": "/var/run/docker.sock", "mode": "rw"}
+    job = docker_client.containers.run(
+        lab_image,
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", "/job"],
+        entrypoint=[],
+        volumes=volumes,
+        environment={
+            "PGSTANDBY_BACKEND": "docker",
+            "PGSTANDBY_IMAGE": lab_image,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "HOME": "/job",
+        },
+        working_dir="/job",
+        labels={"org.pgstandby.test": "job"},
+        detach=True,
+    )
+    try:
+        status = job.wait(timeout=300)
+        output = job.logs().decode(errors="replace")
+    finally:
+        job.remove(force=True)
+    assert status["StatusCode"] == 0, output[-4000:]
+    assert "1 passed" in output
+    assert "this process runs in its container" in output

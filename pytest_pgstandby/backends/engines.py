@@ -1,0 +1,97 @@
+"""Which container engine, and where its servers are reached from this process: the daemon
+testcontainers picks, the one address its ports are published on (127.0.0.1 for a local
+socket, the host a remote daemon is reached by), and the container this process itself
+runs in, when it runs in one of that daemon's (it then joins each cluster's network)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from .base import LOOPBACK
+
+
+@dataclass(frozen=True)
+class EngineAddress:
+    """Which daemon, and where its published ports are reached from this process."""
+
+    url: str  # the daemon, as docker-py was given it
+    how: str  # why this daemon (DOCKER_HOST, a docker context, tc.host, the default socket)
+    host: str  # where this process connects to a published port
+    publish_ip: str  # the one address ports are published on (never all, when one works)
+
+    @property
+    def exposed(self) -> bool:
+        """Whether other machines (and their users) may reach what is published."""
+        return self.publish_ip not in LOOPBACK
+
+    def describe(self) -> str:
+        where = f"published on {self.publish_ip} only"
+        if self.exposed:
+            where += ", which other machines reach"
+        return f"daemon {self.url} ({self.how}); servers reached at {self.host}, {where}"
+
+
+_CONTAINER_ID = re.compile(r"containers/([0-9a-f]{64})/")
+
+
+def own_container(client: docker.DockerClient) -> Any | None:
+    """The container this process runs in on ``client``'s daemon (a CI job run in a
+    container with the daemon's socket mounted), or None. Its id is read from where the
+    engine mounted /etc/hostname (``/proc/self/mountinfo``), and the daemon must know
+    it: a stray ``/.dockerenv`` is no evidence."""
+    try:
+        text = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return None
+    for cid in dict.fromkeys(_CONTAINER_ID.findall(text)):
+        try:
+            return client.containers.get(cid)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError:
+            return None
+    return None
+
+
+def engine_address() -> EngineAddress:
+    """The daemon testcontainers picks (``tc.host`` in ~/.testcontainers.properties,
+    ``DOCKER_HOST``, the current docker context, else the local socket) and the address its
+    published ports are reached at: the host of a ``tcp://`` or ``ssh://`` daemon,
+    ``TC_HOST`` / ``TESTCONTAINERS_HOST_OVERRIDE`` when set, 127.0.0.1 for a local socket.
+    testcontainers' own guess for a local socket inside a container (the default gateway)
+    is not taken: a machine with a stray ``/.dockerenv`` is not one."""
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.core.docker_client import get_docker_host
+
+    url = get_docker_host() or "unix:///var/run/docker.sock"
+    if testcontainers_config.tc_properties_get_tc_host():
+        how = "tc.host in ~/.testcontainers.properties"
+    elif os.environ.get("DOCKER_HOST"):
+        how = "DOCKER_HOST"
+    elif url != "unix:///var/run/docker.sock":
+        how = "the current docker context"
+    else:
+        how = "the default socket"
+    override = os.environ.get("TC_HOST") or os.environ.get("TESTCONTAINERS_HOST_OVERRIDE")
+    parsed = urllib.parse.urlparse(url)
+    host = override or (parsed.hostname if parsed.scheme in ("tcp", "ssh", "http", "https") else "")
+    if not host or host in LOOPBACK:
+        return EngineAddress(url, how, "127.0.0.1", "127.0.0.1")
+    try:
+        publish_ip = socket.gethostbyname(host)
+    except OSError:
+        publish_ip = ""  # unknown here: every address of the daemon's host
+    if publish_ip.startswith("127."):
+        publish_ip = "127.0.0.1"
+    if override:
+        how += f", reached as TC_HOST={override}"
+    return EngineAddress(url, how, host, publish_ip)
