@@ -114,7 +114,8 @@ def test_an_unlabelled_image_of_another_major_is_named_once_its_server_answers(
     message = str(info.value)
     assert re.match(
         r"version=13 was asked, but the primary runs PostgreSQL 15\.\d+ \(Debian [^)]+\) "
-        rf"\(docker: image {re.escape(mislabelled)}, network pgstandby-\w+\)\. Fix: rebuild "
+        rf"\(docker: image {re.escape(mislabelled)}, network pgstandby-\w+, daemon .+; "
+        r"documented profile\)\. Fix: rebuild "
         r"or retag the image \(`pgstandby image build --pg 13 --force`\)",
         message,
     ), message
