@@ -46,9 +46,8 @@ STANDBY_ALIAS = "postgres-standby-lab"
 RELAY_IN_CONTAINER = "/pgstandby-relay.pl"
 SUPERVISOR = Path(__file__).with_name("supervisor.sh")
 KEEP_FLAG = "/tmp/pgstandby-keep"  # supervisor.sh: from now on, keep the container up
-# what supervisor.sh says when a kept container's server exits, and when it starts again
+# what supervisor.sh says when a kept container's server exits
 SUPERVISOR_EXITED = "pgstandby-supervisor: the server exited"
-SUPERVISOR_STARTING = "pgstandby-supervisor: starting the server again"
 SUPERVISOR_IN_CONTAINER = "/pgstandby-supervisor.sh"
 PRIMARY_INIT = Path(__file__).with_name("primary-init.sh")
 PRIMARY_INIT_IN_CONTAINER = "/pgstandby-primary-init.sh"
@@ -101,6 +100,7 @@ class DockerNode(OwnedHandle):
     _keeping: Future[Any] | None = field(default=None, repr=False)
     _shared_owned: bool = field(default=False, repr=False)
     _address: str | None = field(default=None, repr=False)
+    _started_at: int = field(default=0, repr=False)  # output length when start() was asked
     from_backup: bool = False  # made by create_node: no setup output, all of it is log
 
     @property
@@ -205,11 +205,11 @@ class DockerNode(OwnedHandle):
         is that it exited (a start on data it cannot recover, say). None otherwise."""
         if not self._kept:
             return None  # before that, a server that exits ends the container
-        text = self.all_output()
-        last = max(text.rfind(SUPERVISOR_EXITED), text.rfind(SUPERVISOR_STARTING))
-        if last < 0 or not text.startswith(SUPERVISOR_EXITED, last):
+        text = self.all_output()[self._started_at :]  # since this start was asked for
+        said = text.find(SUPERVISOR_EXITED)
+        if said < 0:
             return None
-        return text[last:].splitlines()[0].removeprefix("pgstandby-supervisor: ")
+        return text[said:].splitlines()[0].removeprefix("pgstandby-supervisor: ")
 
     def all_output(self) -> str:
         return bytes(self.wrapped.logs(stdout=True, stderr=True)).decode(errors="replace")
@@ -313,6 +313,7 @@ class DockerNode(OwnedHandle):
         (a stopped container, which has lost its data, is started anew)."""
         if self.is_running():
             return
+        self._started_at = len(self.all_output())  # what server_gone() reads from
         if self.status() == "running":
             self.container.exec(["bash", "-c", "kill -USR1 1"])
         else:

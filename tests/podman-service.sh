@@ -1,0 +1,51 @@
+#!/bin/bash
+# Podman, rootful, behind its Docker-compatible socket: the engine shape of a machine with
+# Podman instead of Docker. Installs Debian's podman and the CNI dnsname plugin (without
+# it, containers of a network do not resolve each other's aliases, and the standby never
+# finds postgres-primary-lab), gives containers the rlimits this machine kind accepts,
+# starts `podman system service`, and copies the lab image in (no registry). Run as root;
+# safe to rerun; prints the DOCKER_HOST to use. `podman-service.sh stop` ends the service.
+set -euo pipefail
+
+SOCK=/run/podman/podman.sock
+URL="unix://$SOCK"
+LOG=/tmp/pgstandby-podman-service.log
+IMAGE=${PGSTANDBY_PODMAN_IMAGE:-pgstandby/postgres:15}
+
+if [ "${1:-}" = stop ]; then
+    pkill -f "podman system service --time=0 $URL" 2>/dev/null || true
+    exit 0
+fi
+
+if ! command -v podman >/dev/null || [ ! -e /usr/lib/cni/dnsname ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends podman \
+        golang-github-containernetworking-plugin-dnsname >/dev/null
+fi
+mkdir -p /etc/containers
+# Podman's default rlimits are refused on this machine kind
+if ! grep -q '^default_ulimits' /etc/containers/containers.conf 2>/dev/null; then
+    printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n' \
+        >>/etc/containers/containers.conf
+fi
+
+if ! DOCKER_HOST=$URL docker version >/dev/null 2>&1; then
+    mkdir -p "$(dirname "$SOCK")"
+    nohup podman system service --time=0 "$URL" >"$LOG" 2>&1 &
+    for _ in $(seq 1 150); do
+        DOCKER_HOST=$URL docker version >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    if ! DOCKER_HOST=$URL docker version >/dev/null 2>&1; then
+        echo "podman-service.sh: podman's socket did not answer at $URL; its log:" >&2
+        tail -n 30 "$LOG" >&2
+        exit 1
+    fi
+fi
+
+here=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+there=$(podman image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+if [ "${here#sha256:}" != "${there#sha256:}" ]; then
+    docker save "$IMAGE" | podman load >/dev/null
+fi
+echo "$URL"
