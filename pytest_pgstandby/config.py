@@ -34,7 +34,7 @@ DEFAULT_TIMEOUT = 60.0
 #: base backup) time out by construction, deep inside a script or a subprocess.
 MIN_TIMEOUT = 1.0
 #: Settings that hold one value per standby: repeatable options, comma lists elsewhere.
-LIST_SETTINGS = ("standby_dsn", "standby_data_dir", "standby_container")
+LIST_SETTINGS = ("standby_dsn", "standby_data_dir", "standby_container", "docker_hosts")
 # A comma separates two DSNs only where the next one starts (a URI, or a key=value):
 # "host=a,b port=5432" is one multi-host DSN, not two.
 _SYNC_METHOD = re.compile(r"(?i)(FIRST|ANY) [1-9][0-9]*")
@@ -104,6 +104,11 @@ class Settings:
     standby_container: tuple[str, ...] = setting(
         (),
         "each standby's Docker container, in order",
+    )
+    docker_hosts: tuple[str, ...] = setting(
+        (),
+        "a pool of Docker daemons (DOCKER_HOST values, a comma list): each pytest-xdist "
+        "worker builds its clusters on one of them, by its number",
     )
     cascade: bool = setting(
         False,

@@ -5,6 +5,7 @@ test's report."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections import Counter
@@ -60,6 +61,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except PgStandbyError as exc:
         raise pytest.UsageError(f"pytest-pgstandby: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    if settings.docker_hosts:
+        # the pool: this process's daemon, by its xdist worker number (gw0, gw1, ...); the
+        # Docker backend, testcontainers and the reaper all read DOCKER_HOST
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+        index = int(worker) if worker.isdigit() else 0
+        os.environ["DOCKER_HOST"] = settings.docker_hosts[index % len(settings.docker_hosts)]
     _terminate_like_an_interrupt(config)
 
 
@@ -110,6 +117,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         else:
             verdict = "local" if settings.backend == "auto" else "docker unusable"
         lines.append(f"pgstandby: {settings.backend} -> {verdict}: {why}")
+    if settings.docker_hosts:
+        lines.append(
+            f"pgstandby: a pool of {len(settings.docker_hosts)} Docker daemons, one per xdist "
+            f"worker by its number: {', '.join(settings.docker_hosts)}"
+        )
     return lines
 
 

@@ -67,7 +67,7 @@ from .docker_node import (
     DockerNode,
     copied,
 )
-from .engines import engine_address, own_container
+from .engines import EngineAddress, engine_address, own_container
 from .owners import owner_stamp
 from .values import (
     HARDENED_PRIMARY_VALUES,
@@ -107,16 +107,24 @@ _WRITE_PASSFILE_THEN_SCRIPT = (
 )
 
 
-def _judged_image(client: docker.DockerClient, image: str, major: str | None) -> Any:
+def _judged_image(
+    client: docker.DockerClient, image: str, major: str | None, engine: EngineAddress
+) -> Any:
     """The image, once it is here and holds a PostgreSQL the procedure and the ``version``
     setting accept (judged from its labels / PG_MAJOR: no container is started)."""
     try:
         found = client.images.get(image)
     except docker.errors.ImageNotFound:
+        where = "the local Docker engine"
+        fix = how_to_get(image)
+        if engine.how != "the default socket":
+            where = f"the Docker engine at {engine.url}"
+            fix += (
+                f", or copy it there: `docker save {image} | DOCKER_HOST={engine.url} docker load`"
+            )
         raise ImageMissingError(
-            f"image {image} is not in the local Docker engine, and pytest-pgstandby "
-            f"does not pull. Fix: {how_to_get(image)}, or pick another with "
-            "--pgstandby-image / PGSTANDBY_IMAGE."
+            f"image {image} is not in {where}, and pytest-pgstandby does not pull. Fix: "
+            f"{fix}, or pick another with --pgstandby-image / PGSTANDBY_IMAGE."
         ) from None
     held = ImageFacts.of(found).major
     if held is not None and held < MIN_MAJOR:
@@ -158,7 +166,7 @@ class DockerBackend:
         self.hardened = self.engine.exposed if hardened is None else hardened
         self.client = connect_docker()
         try:
-            found = _judged_image(self.client, image, major)
+            found = _judged_image(self.client, image, major, self.engine)
         except PgStandbyError:
             self.client.close()
             raise
@@ -211,7 +219,11 @@ class DockerBackend:
 
     @property
     def runs_from(self) -> str:
-        return self.image
+        """The image, and the daemon where it is not the default socket (the summary of a
+        suite spread over a pool of daemons names each)."""
+        if self.engine.how == "the default socket":
+            return self.image
+        return f"{self.image} at {self.engine.url}"
 
     def describe(self) -> str:
         profile = "hardened" if self.hardened else "documented"

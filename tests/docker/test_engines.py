@@ -12,6 +12,7 @@ PGSTANDBY_REMOTE_DOCKER_HOST).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,7 +180,47 @@ def test_a_job_in_a_container_joins_the_cluster_network(
         status = job.wait(timeout=300)
         output = job.logs().decode(errors="replace")
     finally:
-        job.remove(force=True)
+        job.remove(force=True, v=True)  # and its anonymous volume (the image's VOLUME)
     assert status["StatusCode"] == 0, output[-4000:]
     assert "1 passed" in output
     assert "this process runs in its container" in output
+
+
+POOL_TEST = """
+from pytest_pgstandby import factories
+
+pair = factories.cluster(scope="function", backend="docker", standbys=1)
+
+
+def test_one(pair):
+    pair.primary.execute("CREATE TABLE t AS SELECT 1 AS x")
+    pair.primary.wait_for_catchup(pair.standby)
+    assert pair.standby.execute("SELECT x FROM t") == [(1,)]
+
+
+def test_two(pair):
+    assert pair.standby.is_in_recovery()
+"""
+
+
+def test_a_pool_of_two_daemons_spreads_the_workers(
+    remote: str, pytester: pytest.Pytester, lab_image: str
+) -> None:
+    """--pgstandby-docker-hosts: each xdist worker builds its clusters on one daemon of the
+    pool, by its number; the summary names the daemon that ran each server."""
+    local = "unix:///var/run/docker.sock"
+    pytester.makepyfile(test_pool=POOL_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "2", "--dist", "each",
+        f"--pgstandby-image={lab_image}", f"--pgstandby-docker-hosts={local},{remote}",
+    )  # fmt: skip
+    result.assert_outcomes(passed=4)
+    out = result.stdout.str()
+    pool = "pgstandby: a pool of 2 Docker daemons, one per xdist worker by its number"
+    assert f"{pool}: {local}, {remote}" in out
+    for daemon in (local, remote):
+        assert re.search(
+            rf"pgstandby: PostgreSQL 15\.\d+ .* on docker \({re.escape(lab_image)} at "
+            rf"{re.escape(daemon)}\): 2 passed",
+            out,
+        ), out
