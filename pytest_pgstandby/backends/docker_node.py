@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import shlex
 import signal
+import socket
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +211,25 @@ class DockerNode(OwnedHandle):
         if said < 0:
             return None
         return text[said:].splitlines()[0].removeprefix("pgstandby-supervisor: ")
+
+    def unreachable(self) -> str | None:
+        """Why this process cannot reach a server that is up in its container (asked by
+        a wait that is taking long), or None: ``pg_isready`` inside says it accepts, and a
+        TCP connection from here to the address the harness dials fails."""
+        code, _ = self.wrapped.exec_run(["pg_isready", "-q", "-h", SOCKET_DIR, "-p", "5432"])
+        if code != 0:
+            return None
+        try:
+            socket.create_connection((self.host, self.port), timeout=2).close()
+        except OSError as exc:
+            return (
+                f"{self.name}'s server accepts connections in its container, but this "
+                f"process cannot reach it at {self.host}:{self.port} ({exc.strerror or exc}); "
+                f"{self.backend.engine.describe()}. Fix: TC_HOST (or "
+                "TESTCONTAINERS_HOST_OVERRIDE) = the address where that daemon's published "
+                "ports are reached from here, or run pytest where that address is reachable"
+            )
+        return None
 
     def all_output(self) -> str:
         return bytes(self.wrapped.logs(stdout=True, stderr=True)).decode(errors="replace")

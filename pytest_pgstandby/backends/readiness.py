@@ -8,6 +8,7 @@ line with the fix, followed by the output it was read from.
 from __future__ import annotations
 
 import re
+import time
 from typing import Protocol
 
 from .._text import mask_secrets, tail
@@ -42,6 +43,7 @@ class ContainerNode(Protocol):
     def status(self) -> str: ...
     def all_output(self) -> str: ...
     def server_gone(self) -> str | None: ...
+    def unreachable(self) -> str | None: ...
 
 
 def wait_container_ready(
@@ -52,10 +54,21 @@ def wait_container_ready(
     ``setup_failure``); a standby whose upstream never became ready raises
     PrimaryNotReadyError once ``timeout`` has passed."""
 
+    started = time.monotonic()
+    asked = [started]
+
     def exited() -> str | None:
         gone = node.server_gone()  # a kept container outlives its server
         if gone is not None:
             return gone
+        # the server may be up where this process cannot reach it (a remote daemon's
+        # address that is not routable from here): asked about every 2 s after the first 2
+        now = time.monotonic()
+        if now - started > 2 and now - asked[0] > 2:
+            asked[0] = now
+            cut_off = node.unreachable()
+            if cut_off is not None:
+                return cut_off
         for one in filter(None, (node, upstream)):
             state = one.status()
             if state in _ALIVE:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 import pytest_pgstandby
-from pytest_pgstandby import Settings, start_cluster
+from pytest_pgstandby import PgStandbyError, Settings, start_cluster
 from pytest_pgstandby.backends.containers import LABEL_CLUSTER, connect_docker
 from pytest_pgstandby.backends.engines import engine_address
 
@@ -224,3 +225,22 @@ def test_a_pool_of_two_daemons_spreads_the_workers(
             rf"{re.escape(daemon)}\): 2 passed",
             out,
         ), out
+
+
+def test_servers_the_daemon_publishes_out_of_reach_are_named_in_seconds(
+    remote: str, pgstandby_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TC_HOST names an address where the daemon's ports are not (127.0.0.2: this
+    machine's own loopback, where the namespace's daemon publishes nothing): the wait ends
+    within seconds, saying which address was dialled, where the daemon is, and the fix."""
+    monkeypatch.setenv("TC_HOST", "127.0.0.2")
+    started = time.monotonic()
+    with pytest.raises(PgStandbyError) as info:
+        start_cluster(pgstandby_settings, backend="docker", standbys=1).__enter__()
+    took = time.monotonic() - started
+    message = str(info.value).splitlines()[0]
+    assert took < 20, f"took {took:.1f}s: {message}"
+    assert "server accepts connections in its container, but this process cannot" in message
+    assert "reach it at 127.0.0.2:" in message and "Connection refused" in message, message
+    assert f"daemon {remote} (DOCKER_HOST, reached as TC_HOST=127.0.0.2)" in message
+    assert "Fix: TC_HOST (or TESTCONTAINERS_HOST_OVERRIDE) = the address where" in message
