@@ -66,7 +66,8 @@ class LocalBackend:
         self.uids = {os.geteuid(), self.account.uid}  # the only accounts it ever signals
         found = binaries_mod.find(pg_bin, major=major)
         self.parent = base or default_base()
-        self.base = harness_dir(self.parent, self.account.uid)  # this account's own
+        # this account's own directory in the parent: every file of the harness lives there
+        self.base = harness_dir(self.parent, self.account.uid, self.account.name)
         self.root = self._make_root()
         self.nodes: list[LocalNode] = []
         self.port_marks: list[Path] = []

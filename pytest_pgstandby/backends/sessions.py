@@ -113,7 +113,7 @@ def private_dir(parent: Path, servers_uid: int) -> Path:
     return private_dir(parent, servers_uid)
 
 
-def harness_dir(parent: Path, servers_uid: int) -> Path:
+def harness_dir(parent: Path, servers_uid: int, who: str) -> Path:
     """``private_dir(parent)``, or an error naming the fix when ``parent`` is unusable."""
     if not parent.is_dir():
         raise SetupFailedError(
@@ -125,9 +125,9 @@ def harness_dir(parent: Path, servers_uid: int) -> Path:
         return private_dir(parent, servers_uid)
     except PermissionError as exc:
         raise SetupFailedError(
-            f"the harness directory cannot be made in {parent} ({exc.strerror}). Fix: set "
-            "PGSTANDBY_TMPDIR to a directory this account can write and every account can "
-            "traverse, such as /tmp."
+            f"the harness directory cannot be made in {parent}: it cannot be reached by the "
+            f"account {who!r} ({exc.strerror}). Fix: set PGSTANDBY_TMPDIR to a directory "
+            "this account can write and every account can traverse, such as /tmp."
         ) from None
 
 
