@@ -6,6 +6,8 @@
 # starts `podman system service`, and copies the lab image in (no registry). Run as root;
 # safe to rerun; prints the DOCKER_HOST to use. `podman-service.sh stop` ends the service.
 set -euo pipefail
+# shellcheck source=tests/engine-lib.sh
+source "$(dirname "$0")/engine-lib.sh"
 
 SOCK=/run/podman/podman.sock
 URL="unix://$SOCK"
@@ -32,20 +34,8 @@ fi
 if ! DOCKER_HOST=$URL docker version >/dev/null 2>&1; then
     mkdir -p "$(dirname "$SOCK")"
     nohup podman system service --time=0 "$URL" >"$LOG" 2>&1 &
-    for _ in $(seq 1 150); do
-        DOCKER_HOST=$URL docker version >/dev/null 2>&1 && break
-        sleep 0.2
-    done
-    if ! DOCKER_HOST=$URL docker version >/dev/null 2>&1; then
-        echo "podman-service.sh: podman's socket did not answer at $URL; its log:" >&2
-        tail -n 30 "$LOG" >&2
-        exit 1
-    fi
+    wait_for_engine podman-service.sh "$URL" "$LOG" 30
 fi
 
-here=$(docker image inspect -f '{{.Id}}' "$IMAGE")
-there=$(podman image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
-if [ "${here#sha256:}" != "${there#sha256:}" ]; then
-    docker save "$IMAGE" | podman load >/dev/null
-fi
+copy_image "$IMAGE" "$URL"
 echo "$URL"

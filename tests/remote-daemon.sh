@@ -6,6 +6,8 @@
 # into it with `docker save | docker load` (no registry). Run as root; safe to rerun;
 # prints the DOCKER_HOST to use. `remote-daemon.sh stop` ends the daemon and the namespace.
 set -euo pipefail
+# shellcheck source=tests/engine-lib.sh
+source "$(dirname "$0")/engine-lib.sh"
 
 NS=${PGSTANDBY_REMOTE_NETNS:-pgstandby-remote}
 HOST_IP=10.213.7.1
@@ -44,20 +46,8 @@ if ! DOCKER_HOST=$URL docker info >/dev/null 2>&1; then
         --tls=false --data-root "$ROOT/data" --exec-root "$RUN/exec" \
         --pidfile "$RUN/docker.pid" --bridge=none --iptables=false --ip6tables=false \
         >"$LOG" 2>&1 &
-    for _ in $(seq 1 450); do
-        DOCKER_HOST=$URL docker info >/dev/null 2>&1 && break
-        sleep 0.2
-    done
-    if ! DOCKER_HOST=$URL docker info >/dev/null 2>&1; then
-        echo "remote-daemon.sh: the daemon in $NS did not answer at $URL; its log:" >&2
-        tail -n 30 "$LOG" >&2
-        exit 1
-    fi
+    wait_for_engine remote-daemon.sh "$URL" "$LOG" 90
 fi
 
-here=$(docker image inspect -f '{{.Id}}' "$IMAGE")
-there=$(DOCKER_HOST=$URL docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
-if [ "$here" != "$there" ]; then
-    docker save "$IMAGE" | DOCKER_HOST=$URL docker load >/dev/null
-fi
+copy_image "$IMAGE" "$URL"
 echo "$URL"
