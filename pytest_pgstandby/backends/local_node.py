@@ -97,9 +97,6 @@ class LocalNode(OwnedHandle):
             "-D", self.data_dir,
             "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1",
-            # dynamic shared memory in the data directory: a killed server's segments go
-            # with it, not into /dev/shm for good
-            "-c", "dynamic_shared_memory_type=mmap",
             "-c", f"unix_socket_directories={self.backend.socket_dir}",
             *server_settings(self.name, self.slot),
         ]  # fmt: skip

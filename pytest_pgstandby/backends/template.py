@@ -37,6 +37,14 @@ INITDB_OPTIONS = (
     "--no-sync",
 )
 PREFIX = TEMPLATE_PREFIX
+#: Lines added to the template's postgresql.conf: what every local server needs, kept in
+#: the file rather than on the command line, where a reload would log "parameter cannot
+#: be changed without restarting" and "contains errors" against initdb's own value.
+CONF_LINES = (
+    "# added by pytest-pgstandby: dynamic shared memory in the data directory, so that a",
+    "# killed server's segments go with it, not into /dev/shm for good",
+    "dynamic_shared_memory_type = mmap",
+)
 
 
 def template(
@@ -68,6 +76,8 @@ def template(
                 [bins.path("initdb"), "-D", str(data), *INITDB_OPTIONS], account, env, timeout
             )
             (staging / "initdb.out").write_text(out)
+            with open(data / "postgresql.conf", "a", encoding="utf-8") as conf:
+                conf.write("\n" + "\n".join(CONF_LINES) + "\n")
             os.chmod(staging, 0o755)
             staging.rename(made)  # atomic: complete or absent
         except BaseException:
@@ -79,7 +89,8 @@ def template(
 
 def template_dir(bins: Binaries, account: Account, base: Path) -> Path:
     """Where the template of these binaries, options and servers' account lives."""
-    stamp = f"{bins.bindir}|{bins.version}|{' '.join(INITDB_OPTIONS)}|{account.uid}"
+    options = " ".join((*INITDB_OPTIONS, *CONF_LINES))
+    stamp = f"{bins.bindir}|{bins.version}|{options}|{account.uid}"
     key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
     return base / f"{PREFIX}{bins.version}-{key}"
 
