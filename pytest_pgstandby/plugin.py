@@ -62,12 +62,27 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-pgstandby: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
     if settings.docker_hosts:
+        if "PYTEST_XDIST_WORKER" not in os.environ and settings.backend != "local":
+            _check_pool(settings)  # once, in the process that starts the workers
         # the pool: this process's daemon, by its xdist worker number (gw0, gw1, ...); the
         # Docker backend, testcontainers and the reaper all read DOCKER_HOST
         worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
         index = int(worker) if worker.isdigit() else 0
         os.environ["DOCKER_HOST"] = settings.docker_hosts[index % len(settings.docker_hosts)]
     _terminate_like_an_interrupt(config)
+
+
+def _check_pool(settings: Settings) -> None:
+    """Every daemon of the pool answers and holds the image, before the first test."""
+    from .backends.engines import pool_problems
+
+    problems = pool_problems(settings.docker_hosts, settings.docker_image)
+    if problems:
+        raise pytest.UsageError(
+            f"pytest-pgstandby: {len(problems)} of the {len(settings.docker_hosts)} Docker "
+            "daemons of --pgstandby-docker-hosts cannot run the servers; no test ran:\n  "
+            + "\n  ".join(problems)
+        )
 
 
 def _terminate_like_an_interrupt(config: pytest.Config) -> None:

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -123,12 +124,15 @@ def _refuse_taken_ports(env: dict[str, str]) -> None:
 WAITS = ("streaming", "accepting", "not streaming")
 
 
-def _wait_lab(env: dict[str, str], timeout: float, until: str = "streaming") -> None:
+def _wait_lab(
+    env: dict[str, str], timeout: float, until: str = "streaming", dsn: str | None = None
+) -> None:
     """Wait (bounded) until the lab's standby is in state ``until`` (one of WAITS); the
-    error shows its log tail."""
+    error shows its log tail. ``dsn``: the standby as this process reaches it."""
+    standby_dsn = dsn or _lab_dsn(env, "standby")
 
     def status() -> str:
-        with psycopg.connect(_lab_dsn(env, "standby"), connect_timeout=2) as conn:
+        with psycopg.connect(standby_dsn, connect_timeout=2) as conn:
             row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
         return "streaming" if row == ("streaming",) else "not streaming"
 
@@ -205,6 +209,14 @@ class Lab:
         if image:
             self.env["PGSTANDBY_IMAGE"] = image
         self.env.setdefault("PGSTANDBY_IMAGE", LAB_IMAGE_DEFAULT)
+        self._engine: LabEngine | None = None
+
+    @property
+    def engine(self) -> LabEngine:
+        """Where the daemon runs and how this process reaches the lab (asked once)."""
+        if self._engine is None:
+            self._engine = LabEngine.find()
+        return self._engine
 
     def compose(self, *args: str, extra_env: dict[str, str] | None = None) -> int:
         base = [*compose_command(), "-f", str(lab_dir() / "docker-compose.yml")]
@@ -214,7 +226,13 @@ class Lab:
         return _lab_container(self.env, role)
 
     def dsn(self, role: str) -> str:
-        return _lab_dsn(self.env, role)
+        """The lab's server of ``role`` as this process reaches it: its published port on
+        127.0.0.1, or its address in the lab's network from a job's container."""
+        if self.engine.joined is None:
+            return _lab_dsn(self.env, role)
+        address = self.engine.join(self.container(role))
+        password = self.env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
+        return f"host={address} port=5432 user=postgres password={password} dbname=postgres"
 
     def server(self, role: str) -> a.Server:
         return a.Server(self.dsn(role), container=self.container(role))
@@ -223,6 +241,7 @@ class Lab:
         """The running lab pair (an error that says `pgstandby lab up` if it is not up;
         ``running=False``: containers that exist, running or not, for the doctor)."""
         _require_lab_up(self.env, running)
+        self.engine.refuse_remote("reach the lab's servers")
         return self.server("primary"), self.server("standby")
 
     def up(
@@ -240,10 +259,12 @@ class Lab:
         return 0
 
     def wait(self, timeout: float, until: str = "streaming") -> None:
-        _wait_lab(self.env, timeout, until)
+        _wait_lab(self.env, timeout, until, self.dsn("standby"))
 
     def _preflight(self) -> None:
-        _refuse_taken_ports(self.env)  # first: a taken port must leave nothing half-made
+        # first: a refusal must leave nothing half-made
+        self.engine.refuse_unseen(lab_dir())
+        _refuse_taken_ports(self.env)
         # imported here: docker-py and testcontainers cost ~0.2 s, and only `up` needs them
         from ..backends.docker import availability, connect_docker
 
@@ -260,6 +281,8 @@ class Lab:
             client.close()
 
     def down(self) -> int:
+        with contextlib.suppress(PgStandbyError):  # no daemon: compose says so itself
+            self.engine.leave(self.container("primary"))  # else its network stays in use
         return self.compose("down", "-v")
 
     def streaming_line(self) -> str:
@@ -267,3 +290,87 @@ class Lab:
             f"lab pair is streaming: primary {mask_secrets(self.dsn('primary'))}, "
             f"standby {mask_secrets(self.dsn('standby'))}. Grade it: pgstandby lab check"
         )
+
+
+class LabEngine:
+    """The daemon the lab runs on, as seen from here: a local one (the lab's ports on
+    127.0.0.1), the one this process's own container runs on (a CI job in a container:
+    it joins the lab's network and connects by address, nothing published is needed), or
+    a remote one, which can neither read this machine's lab/ scripts nor be reached on
+    its host's 127.0.0.1, where the lab publishes its documented `trust` lines."""
+
+    def __init__(self, address: Any, client: Any, joined: Any | None) -> None:
+        self.address = address  # engines.EngineAddress
+        self.client = client
+        self.joined = joined  # this process's own container, or None
+
+    @classmethod
+    def find(cls) -> LabEngine:
+        from ..backends.containers import connect_docker
+        from ..backends.engines import engine_address, own_container
+
+        address = engine_address()
+        client = connect_docker()  # no daemon: an error that says how to start one
+        return cls(address, client, None if address.exposed else own_container(client))
+
+    def refuse_remote(self, doing: str) -> None:
+        if not self.address.exposed:
+            return
+        raise PgStandbyError(
+            f"cannot {doing}: the daemon is on another host ({self.address.describe()}). "
+            "The lab mounts its scripts from this machine's lab/ directory and publishes "
+            "its servers, whose pg_hba.conf has the procedure's `trust` lines, on the "
+            "daemon host's 127.0.0.1 only; neither works from here, by design. Fix: run "
+            "`pgstandby lab ...` on the daemon's host (ssh there), or test a pair the "
+            "plugin builds on that daemon (pytest --pgstandby-backend docker: hardened "
+            "there, reached where the daemon publishes)."
+        )
+
+    def refuse_unseen(self, path: Path) -> None:
+        """`up` only where the daemon reads the compose file's bind mounts (``path``) at
+        the path this process sees: never a remote daemon; from a container only when
+        that directory is mounted at its own path (-v $PWD:$PWD)."""
+        self.refuse_remote("bring the lab up")
+        if self.joined is None:
+            return
+        target = path.resolve()
+        for mount in self.joined.attrs.get("Mounts") or []:
+            source, dest = mount.get("Source"), mount.get("Destination")
+            if mount.get("Type") == "bind" and source == dest and target.is_relative_to(dest):
+                return
+        raise PgStandbyError(
+            f"cannot bring the lab up from container {self.joined.name}: the compose file "
+            f"mounts the lab's scripts from {target}, a path the daemon resolves on its own "
+            "host, where this container's files are not. Nothing was created. Fix: mount "
+            "the checkout at the same path in the job's container (docker run -v "
+            "$PWD:$PWD -w $PWD ...) and run lab up from there, or run lab up on the host; "
+            "lab check and lab doctor then work from this container."
+        )
+
+    def _network(self, container: str) -> str:
+        attrs = self.client.containers.get(container).attrs
+        return str(next(iter(attrs["NetworkSettings"]["Networks"])))
+
+    def join(self, container: str) -> str:
+        """``container``'s address in its network, which this process's container joins
+        first (once)."""
+        own = self.joined
+        if own is None:
+            raise RuntimeError("join() is for a process in one of the daemon's containers")
+        networks = self.client.containers.get(container).attrs["NetworkSettings"]["Networks"]
+        network = next(iter(networks))
+        own.reload()
+        if network not in own.attrs["NetworkSettings"]["Networks"]:
+            self.client.networks.get(network).connect(own.id)
+        return str(networks[network]["IPAddress"])
+
+    def leave(self, container: str) -> None:
+        """Out of ``container``'s network (before `down` removes it), if joined."""
+        if self.joined is None:
+            return
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            self.client.networks.get(self._network(container)).disconnect(
+                self.joined.id, force=True
+            )

@@ -4,6 +4,9 @@ not as the test process does (127.0.0.1 and a published port)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from pytest_pgstandby import Cluster, Node
@@ -76,3 +79,27 @@ def test_the_primary_as_the_host_sees_it_is_found_by_its_published_port(pair: Cl
     with pytest.raises(ReplicationAssertionError, match="port is '5432', expected '5433'"):
         assert_primary_conninfo(pair.standby, pair.primary.dsn, port=5433)
     assert_primary_conninfo(pair.standby, pair.primary.dsn, host=PRIMARY_ALIAS, port=5432)
+
+
+@pytest.mark.parametrize("command", ["check", "doctor"])
+def test_the_check_and_doctor_commands_reach_the_pair_through_its_engine(
+    pair: Cluster, command: str
+) -> None:
+    """`pgstandby check` / `doctor` on a harness pair, wherever its engine runs (a remote
+    daemon, Podman, this process in a container): the DSNs as this process reaches the
+    servers, the files read through the engine (DOCKER_HOST is inherited)."""
+    pair.primary.execute("SELECT 1")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", command,
+         "--primary", pair.primary.dsn, "--primary-container", _container(pair.primary),
+         "--standby", pair.standby.dsn, "--standby-container", _container(pair.standby)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last == (
+        "5 passed, 0 failed"
+        if command == "check"
+        else "nothing broken: the standby streams as the procedure intends"
+    ), out.stdout
+    assert "started streaming WAL" in pair.standby.log()  # the log, through the engine

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ import pytest_pgstandby
 from pytest_pgstandby import PgStandbyError, Settings, start_cluster
 from pytest_pgstandby.backends.containers import LABEL_CLUSTER, connect_docker
 from pytest_pgstandby.backends.engines import engine_address
+
+from .compose import own_lab
 
 NETNS, NETNS_IP = "pgstandby-remote", "10.213.7.2"  # tests/remote-daemon.sh
 
@@ -187,6 +190,78 @@ def test_a_job_in_a_container_joins_the_cluster_network(
     assert "this process runs in its container" in output
 
 
+LAB_JOB = """
+set -u
+python -m pytest_pgstandby.cli lab check; echo "check exited $?"
+python -m pytest_pgstandby.cli lab doctor; echo "doctor exited $?"
+python -m pytest_pgstandby.cli lab up; echo "up exited $?"
+"""
+
+
+def test_lab_check_and_doctor_from_a_job_container(
+    docker_client: Any, lab_image: str, tmp_path: Path
+) -> None:
+    """A classroom's CI grading the lab from a job in a container: the lab is up on the
+    daemon's host; `lab check` and `lab doctor` in the container join the lab's network
+    and reach its servers there (their ports are on the host's 127.0.0.1, not the
+    container's). `lab up` from a container whose lab/ scripts the daemon cannot see (an
+    installed package, not a checkout mounted at its own path) is refused, nothing made."""
+    checkout = Path(pytest_pgstandby.__file__).resolve().parents[1]
+    site = tmp_path / "site"  # the package as a wheel installs it: lab/ inside
+    shutil.copytree(checkout / "pytest_pgstandby", site / "pytest_pgstandby")
+    shutil.copytree(checkout / "lab", site / "pytest_pgstandby" / "lab")
+    (tmp_path / "job.sh").write_text(LAB_JOB)
+    docker_cli = shutil.which("docker")
+    assert docker_cli, "the docker command (setup-host.sh installs docker.io)"
+    volumes = {p: {"bind": p, "mode": "ro"} for p in {sys.prefix, sys.base_prefix}}
+    volumes[str(tmp_path)] = {"bind": "/job", "mode": "ro"}
+    volumes["/var/run/docker.sock"] = {"bind": "/var/run/docker.sock", "mode": "rw"}
+    volumes[docker_cli] = {"bind": "/usr/local/bin/docker", "mode": "ro"}
+    with own_lab("labjob") as lab:
+        up = lab.pgstandby("up")
+        assert up.returncode == 0, up.stdout + up.stderr + lab.logs()
+        names = ("PGSTANDBY_LAB_", "POSTGRES_", "PGSTANDBY_IMAGE", "COMPOSE_PROJECT_NAME")
+        env = {k: v for k, v in lab.env.items() if k.startswith(names)}
+        job = docker_client.containers.run(
+            lab_image,
+            ["bash", "/job/job.sh"],
+            entrypoint=[],
+            volumes=volumes,
+            environment={
+                **env,
+                "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+                "PYTHONPATH": "/job/site",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "HOME": "/tmp",
+            },
+            labels={"org.pgstandby.test": "job"},
+            detach=True,
+        )
+        try:
+            job.wait(timeout=300)
+            output = job.logs().decode(errors="replace")
+        finally:
+            job.remove(force=True, v=True)  # and out of the lab's network before `down`
+        assert "5 passed, 0 failed\ncheck exited 0" in output, output
+        assert "nothing broken: the standby streams" in output, output
+        assert "doctor exited 0" in output, output
+        assert "cannot bring the lab up from container" in output, output
+        assert "-v $PWD:$PWD -w $PWD" in output and "up exited 2" in output, output
+        check = lab.pgstandby("check")  # the lab as it was: nothing changed by the refusal
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_lab_up_on_a_remote_daemon_is_refused_and_makes_nothing(remote: str) -> None:
+    """The lab mounts its scripts from this machine and publishes its trust lines on the
+    daemon host's 127.0.0.1: on a remote daemon `lab up` says so and makes nothing."""
+    with own_lab("labremote") as lab:
+        up = lab.pgstandby("up")
+        assert up.returncode == 2, up.stdout + up.stderr
+        assert f"the daemon is on another host (daemon {remote} (DOCKER_HOST)" in up.stderr
+        assert "run `pgstandby lab ...` on the daemon's host" in up.stderr
+        assert not lab.leftovers(), lab.leftovers()
+
+
 POOL_TEST = """
 from pytest_pgstandby import factories
 
@@ -225,6 +300,34 @@ def test_a_pool_of_two_daemons_spreads_the_workers(
             rf"{re.escape(daemon)}\): 2 passed",
             out,
         ), out
+
+
+def test_a_pool_daemon_without_the_image_or_an_answer_is_named_before_any_test(
+    remote: str, pytester: pytest.Pytester, lab_image: str, docker_client: Any
+) -> None:
+    """Every daemon of the pool is asked before the first test: one without the image is
+    named with the `docker save | docker load` that copies it from one that has it, one
+    that does not answer is named too, and no test runs."""
+    only_here = f"pgstandby-test/pool-only-here:{os.getpid()}"
+    docker_client.images.get(lab_image).tag(only_here)
+    local, silent = "unix:///var/run/docker.sock", "tcp://127.0.0.1:9"
+    try:
+        pytester.makepyfile(test_pool=POOL_TEST)
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-n", "2", f"--pgstandby-image={only_here}",
+            f"--pgstandby-docker-hosts={local},{remote},{silent}",
+        )  # fmt: skip
+    finally:
+        docker_client.images.remove(only_here)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "2 of the 3 Docker daemons of --pgstandby-docker-hosts cannot run the servers" in err
+    assert (
+        f"{remote}: image {only_here} is not there. Fix: `DOCKER_HOST={local} docker save "
+        f"{only_here} | DOCKER_HOST={remote} docker load`"
+    ) in err
+    assert f"{silent}: no answer" in err
+    assert "passed" not in result.stdout.str()
 
 
 def test_servers_the_daemon_publishes_out_of_reach_are_named_in_seconds(
