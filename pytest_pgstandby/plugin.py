@@ -18,7 +18,7 @@ import pytest
 from . import binaries
 from ._text import mask_secrets
 from .assertions.lag import LagSample
-from .backends.select import docker_status
+from .backends.select import docker_status, engine_status
 from .classroom import lagview
 from .cluster import Cluster, take_built
 from .config import LIST_SETTINGS, Settings
@@ -132,6 +132,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         else:
             verdict = "local" if settings.backend == "auto" else "docker unusable"
         lines.append(f"pgstandby: {settings.backend} -> {verdict}: {why}")
+        if usable and not settings.docker_hosts:
+            engine = engine_status(settings.profile)
+            if engine:
+                lines.append(f"pgstandby: docker engine: {engine}")
     if settings.docker_hosts:
         lines.append(
             f"pgstandby: a pool of {len(settings.docker_hosts)} Docker daemons, one per xdist "

@@ -67,7 +67,7 @@ from .docker_node import (
     DockerNode,
     copied,
 )
-from .engines import EngineAddress, engine_address, own_container
+from .engines import EngineAddress, engine_address, own_container, reached
 from .owners import owner_stamp
 from .values import (
     HARDENED_PRIMARY_VALUES,
@@ -227,13 +227,7 @@ class DockerBackend:
 
     def describe(self) -> str:
         profile = "hardened" if self.hardened else "documented"
-        where = self.engine.describe()
-        if self.joined is not None:
-            where = (
-                f"daemon {self.engine.url} ({self.engine.how}); this process runs in its "
-                f"container {self.joined.name}, which joined the cluster's network: servers "
-                "reached at their addresses there, nothing published"
-            )
+        where = reached(self.engine, self.joined, "joined the")
         return (
             f"docker: image {self.image}, network {self.network_name}, {where}; {profile} profile"
         )

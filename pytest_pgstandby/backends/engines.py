@@ -40,6 +40,33 @@ class EngineAddress:
         return f"daemon {self.url} ({self.how}); servers reached at {self.host}, {where}"
 
 
+def reached(engine: EngineAddress, joined: Any | None, verb: str = "joins each") -> str:
+    """Which daemon, why, and how this process reaches its servers: published on one
+    address, or (``joined``: this process's own container) at their addresses in each
+    cluster's network."""
+    if joined is None:
+        return engine.describe()
+    return (
+        f"daemon {engine.url} ({engine.how}); this process runs in its container "
+        f"{joined.name}, which {verb} cluster's network: servers reached at their addresses "
+        "there, nothing published"
+    )
+
+
+def default_profile(engine: EngineAddress, asked: str) -> str:
+    """The profile a cluster on ``engine`` runs, and why, for the header."""
+    if asked != "auto":
+        warn = (
+            " (WARNING: trust lines where other machines reach them)"
+            if (asked == "documented" and engine.exposed)
+            else ""
+        )
+        return f"{asked} profile, as asked{warn}"
+    if engine.exposed:
+        return "hardened profile (auto: other machines reach what is published here)"
+    return "documented profile (auto: nothing is reachable from other machines)"
+
+
 _CONTAINER_ID = re.compile(r"containers/([0-9a-f]{64})/")
 
 

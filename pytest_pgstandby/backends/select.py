@@ -20,6 +20,25 @@ def docker_status(image: str) -> tuple[bool, str]:
     return docker_backend.availability(image)
 
 
+def engine_status(profile: str) -> str | None:
+    """For the header: the daemon the Docker backend would use, why, how its servers are
+    reached from here, and the profile they run (None: no daemon answers)."""
+    from ..errors import DockerUnavailableError
+    from .containers import connect_docker
+    from .engines import default_profile, engine_address, own_container, reached
+
+    engine = engine_address()
+    try:
+        client = connect_docker(timeout=3)
+    except DockerUnavailableError:
+        return None
+    try:
+        joined = None if engine.exposed else own_container(client)
+    finally:
+        client.close()
+    return f"{reached(engine, joined)}; {default_profile(engine, profile)}"
+
+
 def external_backend(settings: Settings) -> ExternalBackend:
     """The servers named by ``primary_dsn`` / ``standby_dsn``, with their files' places."""
     assert settings.primary_dsn is not None

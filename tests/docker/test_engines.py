@@ -124,6 +124,27 @@ def test_the_documented_profile_runs_remotely_only_when_asked(
         assert lines[-1].split() == ["host", "replication", "all", "0.0.0.0/0", "trust"]
 
 
+def test_the_header_names_the_daemon_how_its_servers_are_reached_and_the_profile(
+    remote: str, pytester: pytest.Pytester, lab_image: str
+) -> None:
+    ip = remote.removeprefix("tcp://").split(":")[0]
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    engine = (
+        f"pgstandby: docker engine: daemon {remote} (DOCKER_HOST); servers reached at {ip}, "
+        f"published on {ip} only, which other machines reach; "
+    )
+    for profile, says in (
+        ("auto", "hardened profile (auto: other machines reach what is published here)"),
+        ("documented", "documented profile, as asked (WARNING: trust lines where other"),
+    ):
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--pgstandby-backend=docker",
+            f"--pgstandby-image={lab_image}", f"--pgstandby-profile={profile}",
+        )  # fmt: skip
+        result.assert_outcomes(passed=1)
+        assert engine + says in result.stdout.str(), result.stdout.str()
+
+
 JOB_TEST = """
 from pytest_pgstandby.backends.containers import connect_docker
 
