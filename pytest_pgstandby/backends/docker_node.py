@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import docker.errors
 from psycopg.conninfo import make_conninfo
 
 from .._wait import poll_until
@@ -96,6 +97,7 @@ class DockerNode(OwnedHandle):
     upstream: DockerNode | None = None  # a standby's upstream: if it dies, stop waiting
     relay: ContainerRelay | None = None
     _port: int | None = field(default=None, repr=False)
+    _stopped_by_signal: bool = field(default=False, repr=False)  # pause() without a freezer
     _kept: bool = field(default=False, repr=False)
     _starting: Future[None] | None = field(default=None, repr=False)
     _keeping: Future[Any] | None = field(default=None, repr=False)
@@ -364,11 +366,42 @@ class DockerNode(OwnedHandle):
         self._wait_down(30, "SIGKILL")
 
     def pause(self) -> None:
-        """``docker pause``: the cgroup freezer stops every process of the container."""
-        self.wrapped.pause()
+        """``docker pause``: the cgroup freezer stops every process of the container.
+        Where the engine cannot freeze (rootless Podman on cgroup v1: "can not pause
+        containers on rootless containers"), SIGSTOP to the postmaster and its children,
+        as the local backend does; resume() then sends SIGCONT the same way."""
+        try:
+            self.wrapped.pause()
+        except docker.errors.APIError as exc:
+            if "can not pause" not in str(exc):
+                raise
+            self._signal_server("STOP")
+            self._stopped_by_signal = True
 
     def resume(self) -> None:
+        if self._stopped_by_signal:
+            self._signal_server("CONT")
+            self._stopped_by_signal = False
+            return
         self.wrapped.unpause()
+
+    def _signal_server(self, sig: str) -> None:
+        """``sig`` to the postmaster (its pid from postmaster.pid), then to each of its
+        children (the postmaster forks every process of the server)."""
+        script = (
+            f'pm=$(head -n 1 "$1/postmaster.pid") && kill -{sig} "$pm" && '
+            "for s in /proc/[0-9]*/stat; do "
+            'read -r pid _ _ ppid _ < "$s" 2>/dev/null || continue; '
+            f'[ "$ppid" = "$pm" ] && kill -{sig} "$pid"; '
+            "done; true"
+        )
+        code, out = self.wrapped.exec_run(["sh", "-c", script, "sh", self.data_dir], user="root")
+        if code != 0:
+            raise SetupFailedError(
+                f"{self.name}: could not send SIG{sig} to its server in container "
+                f"{self.container_name()} ({out.decode(errors='replace').strip()}). Fix: "
+                "start() it first if it is stopped."
+            )
 
     def open_relay(self, host: str, port: str) -> tuple[str, str]:
         """The relay runs inside this container (mounted at creation), started by a
