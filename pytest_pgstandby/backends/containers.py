@@ -19,7 +19,7 @@ from typing import Any
 
 import docker
 import docker.errors
-from testcontainers.core.docker_client import DockerClient
+from testcontainers.core.docker_client import DockerClient, get_docker_host
 
 from .._wait import poll_until
 from ..config import split_tag
@@ -31,7 +31,7 @@ from ..errors import (
     WaitTimeoutError,
 )
 from .base import LOOPBACK, PeerAddress, Reach
-from .engines import engine_address
+from .engines import engine_address, tolerate_ended_ssh
 from .owners import owner_alive
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ LABEL_CLUSTER = "org.pgstandby.cluster"
 def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
     """A docker-py client as testcontainers configures it (``DOCKER_HOST``, ``TC_HOST``,
     docker contexts), checked with a ping. The caller closes it."""
+    if (get_docker_host() or "").startswith("ssh://"):
+        tolerate_ended_ssh()  # docker/docker-py#3218
     try:
         client: docker.DockerClient = DockerClient(timeout=int(timeout)).client
         client.ping()

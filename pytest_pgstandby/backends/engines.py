@@ -5,9 +5,11 @@ runs in, when it runs in one of that daemon's (it then joins each cluster's netw
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
+import subprocess
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ class EngineAddress:
 
     def describe(self) -> str:
         where = f"published on {self.publish_ip} only"
+        if not self.publish_ip:
+            where = "published on every address of the daemon's host (its own is unknown here)"
         if self.exposed:
             where += ", which other machines reach"
         return f"daemon {self.url} ({self.how}); servers reached at {self.host}, {where}"
@@ -89,6 +93,47 @@ def own_container(client: docker.DockerClient) -> Any | None:
     return None
 
 
+def tolerate_ended_ssh() -> None:
+    """testcontainers talks to an ``ssh://`` daemon through the ssh command (paramiko
+    fails under pytest's captured stdin), and docker-py's socket for it raises
+    BrokenPipeError on close when the ssh process has ended first, which it does after
+    every ``exec_run`` (the daemon ends the hijacked stream): docker/docker-py#3218, open.
+    Closing such a socket then only ends the process, once per interpreter."""
+    from docker.transport import sshconn
+
+    original = sshconn.SSHSocket.close
+    if getattr(original, "_pgstandby_tolerant", False):
+        return
+
+    def close(self: Any) -> None:
+        try:
+            original(self)
+        except BrokenPipeError:  # the ssh process is gone: nothing left to say to it
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            self.proc.terminate()
+
+    close._pgstandby_tolerant = True  # type: ignore[attr-defined]
+    sshconn.SSHSocket.close = close
+
+
+def ssh_hostname(alias: str) -> str:
+    """The host an ``ssh://alias`` daemon is at: ``HostName`` of ~/.ssh/config as ssh
+    itself resolves it (``ssh -G``), which is where docker-py connects too; else
+    ``alias``."""
+    try:
+        out = subprocess.run(
+            ["ssh", "-G", alias], capture_output=True, text=True, timeout=5, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return alias
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "hostname" and value.strip():
+            return value.strip()
+    return alias
+
+
 def engine_address() -> EngineAddress:
     """The daemon testcontainers picks (``tc.host`` in ~/.testcontainers.properties,
     ``DOCKER_HOST``, the current docker context, else the local socket) and the address its
@@ -111,6 +156,10 @@ def engine_address() -> EngineAddress:
     override = os.environ.get("TC_HOST") or os.environ.get("TESTCONTAINERS_HOST_OVERRIDE")
     parsed = urllib.parse.urlparse(url)
     host = override or (parsed.hostname if parsed.scheme in ("tcp", "ssh", "http", "https") else "")
+    if parsed.scheme == "ssh":
+        tolerate_ended_ssh()
+        if not override and host:
+            host = ssh_hostname(host)
     if not host or host in LOOPBACK:
         return EngineAddress(url, how, "127.0.0.1", "127.0.0.1")
     try:

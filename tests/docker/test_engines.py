@@ -51,6 +51,48 @@ def remote(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield url
 
 
+@pytest.fixture
+def ssh_remote(remote: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The namespace's daemon over ssh:// (tests/ssh-daemon.sh: an sshd in the namespace
+    and a `pgstandby-remote` host entry in ~/.ssh/config)."""
+    url = os.environ.get("PGSTANDBY_SSH_DOCKER_HOST")
+    if not url:
+        if os.environ.get("PGSTANDBY_REQUIRE_DOCKER"):
+            pytest.fail("PGSTANDBY_REQUIRE_DOCKER is set but PGSTANDBY_SSH_DOCKER_HOST is not: "
+                        "`bash tests/ssh-daemon.sh` prints it", pytrace=False)  # fmt: skip
+        pytest.skip("no ssh:// daemon: `export PGSTANDBY_SSH_DOCKER_HOST=$(bash "
+                    "tests/ssh-daemon.sh)` starts one")  # fmt: skip
+    monkeypatch.setenv("DOCKER_HOST", url)
+    yield url
+
+
+def test_an_ssh_daemon_is_reached_at_the_host_its_alias_names(
+    ssh_remote: str, pgstandby_settings: Settings
+) -> None:
+    """ssh://pgstandby-remote: an alias of ~/.ssh/config. The servers are published on,
+    and dialled at, the HostName ssh resolves it to (not the alias, which no resolver
+    knows, and not every address), hardened by default."""
+    address = engine_address()
+    assert (address.url, address.how, address.host, address.publish_ip) == (
+        ssh_remote,
+        "DOCKER_HOST",
+        NETNS_IP,
+        NETNS_IP,
+    )
+    settings = pgstandby_settings.with_overrides(backend="docker", profile="auto")
+    with start_cluster(settings, standbys=1, slots=False) as cluster:
+        assert cluster.settings.profile == "hardened"
+        assert _published(cluster.backend.cluster) == {NETNS_IP}  # type: ignore[attr-defined]
+        primary, standby = cluster.primary, cluster.standby
+        primary.execute("CREATE TABLE t AS SELECT 1 AS x")
+        primary.wait_for_catchup(standby)
+        assert standby.execute("SELECT x FROM t") == [(1,)]
+        # exec through ssh: docker-py's ssh socket raised BrokenPipeError on every close
+        assert standby.file_exists("standby.signal") and "streaming" in standby.log()
+        standby.restart()
+        primary.wait_for_catchup(standby)
+
+
 def _published(cluster_label: str) -> set[str]:
     """The host addresses the cluster's containers publish 5432 on (asked of the daemon)."""
     client = connect_docker()
