@@ -25,6 +25,7 @@ from ._text import mask_secrets
 from .backends.base import Backend, NodeHandle, conninfo_params
 from .backends.select import open_backend
 from .config import Settings
+from .connections import multi_host
 from .diagnosis import explain
 from .errors import (
     ConfigurationError,
@@ -76,6 +77,15 @@ class Cluster:
     @property
     def nodes(self) -> list[Node]:
         return [self.primary, *self.standbys, *self.others]
+
+    def dsn(self, target_session_attrs: str = "read-write", dbname: str | None = None) -> str:
+        """One multi-host conninfo over the primary and the standbys (``host=a,b
+        port=1,2 ... target_session_attrs=read-write``): libpq, psycopg and asyncpg try
+        each server in turn and keep the first with those attributes, so "read-write"
+        finds the primary after a failover, "standby" / "prefer-standby" a replica."""
+        return multi_host(
+            [n.dsn for n in [self.primary, *self.standbys]], target_session_attrs, dbname
+        )
 
     def node(self, name: str) -> Node:
         """A node by name (``"primary"``, ``"standby2"``)."""

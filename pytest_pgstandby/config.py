@@ -14,6 +14,8 @@ from .errors import ConfigurationError
 BACKENDS = ("auto", "local", "docker", "external")
 KEEP = ("never", "on-failure", "always")
 FRESH = ("auto", "snapshot", "rebuild")
+#: what a failing test's report carries of its clusters (plugin.py)
+REPORTS = ("short", "full", "none")
 #: documented: the procedure as written (trust lines, the seed's passwords where a lab
 #: user expects them); hardened: the same steps given scram-sha-256, random passwords in
 #: a 0600 passfile, a slot per standby (docs/profiles.md); auto (the default): documented
@@ -143,6 +145,12 @@ class Settings:
         "PostgreSQL major to run: docker runs the image's repository at that tag "
         "(pgstandby/postgres:13), local picks binaries of that major",
     )
+    report: str = setting(
+        "short",
+        "what a failing test's report carries of its clusters: short (default: one line "
+        "per server, and the setup output and last 30 log lines of the nodes the "
+        "harness's error names), full (every node's setup output and log tail), or none",
+    )
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -150,6 +158,11 @@ class Settings:
                 f"unknown profile {self.profile!r}. Fix: --pgstandby-profile / "
                 f"PGSTANDBY_PROFILE / ini pgstandby_profile takes one of {', '.join(PROFILES)} "
                 "(docs/profiles.md)."
+            )
+        if self.report not in REPORTS:
+            raise ConfigurationError(
+                f"unknown report {self.report!r}. Fix: --pgstandby-report / "
+                f"PGSTANDBY_REPORT / ini pgstandby_report takes one of {', '.join(REPORTS)}."
             )
         if self.backend not in BACKENDS:
             raise ConfigurationError(

@@ -37,6 +37,19 @@ class ReplicatedDatabase:
         """A conninfo string for this database on ``node`` (the primary by default)."""
         return make_conninfo((node or self.cluster.primary).dsn, dbname=self.name)
 
+    def params(self, node: Node | None = None) -> dict[str, Any]:
+        """host, port, user, password and dbname of this database on ``node`` (the
+        primary by default): ``psycopg.connect(**db.params(standby))``."""
+        return (node or self.cluster.primary).params(dbname=self.name)
+
+    def url(self, node: Node | None = None, driver: str | None = "psycopg", **query: Any) -> str:
+        """A SQLAlchemy URL of this database on ``node`` (the primary by default)."""
+        return (node or self.cluster.primary).url(driver, dbname=self.name, **query)
+
+    def failover_dsn(self, target_session_attrs: str = "read-write") -> str:
+        """One conninfo of this database over every node (``Cluster.dsn``)."""
+        return self.cluster.dsn(target_session_attrs, dbname=self.name)
+
     def connect(self, node: Node | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
         return (node or self.cluster.primary).connect(dbname=self.name, **kwargs)
 

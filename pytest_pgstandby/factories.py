@@ -97,7 +97,8 @@ def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
     if settings.fresh == "rebuild" or settings.external or settings.hardened or settings.archiving:
         return build_cluster(settings)
     snapshots = config.stash.setdefault(SNAPSHOTS_KEY, {})
-    key = settings.with_overrides(keep="never", timeout=60.0)  # not part of the shape
+    # not part of the shape
+    key = settings.with_overrides(keep="never", timeout=60.0, report="short")
     if key in snapshots:
         snapshot = snapshots[key]
         return snapshot.restore(settings) if snapshot else build_cluster(settings)

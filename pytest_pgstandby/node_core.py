@@ -21,6 +21,7 @@ from ._text import mask_secrets
 from ._wait import NotYet, connect_budget, poll_until
 from .backends.base import NodeHandle, PeerAddress, Reach, StopMode, shown_dsn
 from .config import DEFAULT_TIMEOUT
+from .connections import params_of, url_of
 from .diagnosis import LogWatch
 from .errors import SetupFailedError
 
@@ -111,6 +112,17 @@ class NodeCore:
     def dsn(self) -> str:
         """A libpq conninfo string for this server, as seen from the test process."""
         return self.handle.dsn
+
+    def params(self, dbname: str | None = None) -> dict[str, Any]:
+        """host, port, user, password and dbname: ``psycopg.connect(**node.params())``;
+        asyncpg with ``database=p["dbname"]``; Django's ``DATABASES`` (docs/applications.md)."""
+        return params_of(self.dsn, dbname)
+
+    def url(self, driver: str | None = "psycopg", dbname: str | None = None, **query: Any) -> str:
+        """A SQLAlchemy URL (``postgresql+psycopg://user:password@host:port/dbname``),
+        the password quoted: ``create_engine(node.url())``. ``driver``: psycopg,
+        psycopg2, asyncpg, pg8000, psycopg_async, or None for a plain libpq URI."""
+        return url_of(self.dsn, driver, dbname, **query)
 
     def container_name(self) -> str | None:
         """The Docker container the server runs in, or None."""

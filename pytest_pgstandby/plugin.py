@@ -15,7 +15,7 @@ from dataclasses import fields
 import psycopg
 import pytest
 
-from . import binaries
+from . import binaries, reports
 from ._text import mask_secrets
 from .assertions.lag import LagSample
 from .backends.select import docker_status, engine_status
@@ -74,7 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_pool(settings: Settings) -> None:
     """Every daemon of the pool answers and holds the image, before the first test."""
-    from .backends.engines import pool_problems
+    from .backends.containers import pool_problems
 
     problems = pool_problems(settings.docker_hosts, settings.docker_image)
     if problems:
@@ -197,13 +197,17 @@ def pytest_runtest_makereport(
                     servers[value.describe_servers()] = None
         report.user_properties += [(SERVER_PROPERTY, server) for server in servers]
     if report.failed:
+        mode = (
+            item.config.stash[SETTINGS_KEY].report if SETTINGS_KEY in item.config.stash else "short"
+        )
+        error = call.excinfo.value if call.excinfo else None
         for fixturename in getattr(item, "fixturenames", ()):
             entry = live.get(fixturename)
             if entry is None:
                 continue
             entry.failed = True
-            for label, text in entry.cluster.logs().items():
-                report.sections.append((f"pgstandby {label}", mask_secrets(text)))
+            for title, text in reports.sections(entry.cluster, mode, error):
+                report.sections.append((title, mask_secrets(text)))
         samples = getattr(call.excinfo.value, "lag_samples", None) if call.excinfo else None
         if samples:
             report.sections.append(("pgstandby replication lag", _lag_section(item, samples)))

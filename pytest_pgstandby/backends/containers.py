@@ -31,7 +31,14 @@ from ..errors import (
     WaitTimeoutError,
 )
 from .base import LOOPBACK, PeerAddress, Reach
-from .engines import engine_address, tolerate_ended_ssh
+from .engines import (
+    EngineAddress,
+    default_profile,
+    engine_address,
+    own_container,
+    reached,
+    tolerate_ended_ssh,
+)
 from .owners import owner_alive
 
 log = logging.getLogger(__name__)
@@ -434,3 +441,51 @@ def container_publishing(host: str, port: int, beside: Any) -> Any | None:
             if _publishes(member, port, addresses) or _addressed(member, host, port):
                 found[member.id] = member
     return next(iter(found.values())) if len(found) == 1 else None
+
+
+def pool_problems(urls: tuple[str, ...], image: str) -> list[str]:
+    """What keeps each daemon of a pool from running ``image``, one line each with its
+    fix (asked before the first test: a worker should not find out at its first
+    cluster). Empty when every daemon answers and holds the image."""
+    missing, problems, holders = [], [], []
+    for url in urls:
+        try:
+            client = docker.DockerClient(base_url=url, timeout=5)
+            try:
+                client.images.get(image)
+            finally:
+                client.close()
+            holders.append(url)
+        except docker.errors.ImageNotFound:
+            missing.append(url)
+        except docker.errors.DockerException as exc:
+            why = str(exc).split(":")[0]
+            problems.append(
+                f"{url}: no answer ({why}). Fix: start that daemon, correct its address, or "
+                "take it out of --pgstandby-docker-hosts."
+            )
+    for url in missing:
+        fix = how_to_get(image)
+        if holders:
+            fix = f"`DOCKER_HOST={holders[0]} docker save {image} | DOCKER_HOST={url} docker load`"
+        problems.append(f"{url}: image {image} is not there. Fix: {fix}.")
+    return problems
+
+
+def engine_view() -> tuple[EngineAddress, docker.DockerClient, Any | None]:
+    """The daemon as the Docker backend finds it, a client of it (the caller closes it),
+    and this process's own container on it (None: not in one, or a remote daemon)."""
+    engine = engine_address()
+    client = connect_docker()
+    return engine, client, None if engine.exposed else own_container(client)
+
+
+def engine_status(profile: str) -> str | None:
+    """For the header: the daemon the Docker backend would use, why, how its servers are
+    reached from here, and the profile they run (None: no daemon answers)."""
+    try:
+        engine, client, joined = engine_view()
+    except DockerUnavailableError:
+        return None
+    client.close()
+    return f"{reached(engine, joined)}; {default_profile(engine, profile)}"

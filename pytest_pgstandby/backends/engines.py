@@ -171,34 +171,3 @@ def engine_address() -> EngineAddress:
     if override:
         how += f", reached as TC_HOST={override}"
     return EngineAddress(url, how, host, publish_ip)
-
-
-def pool_problems(urls: tuple[str, ...], image: str) -> list[str]:
-    """What keeps each daemon of a pool from running ``image``, one line each with its
-    fix (asked before the first test: a worker should not find out at its first
-    cluster). Empty when every daemon answers and holds the image."""
-    from .containers import how_to_get
-
-    missing, problems, holders = [], [], []
-    for url in urls:
-        try:
-            client = docker.DockerClient(base_url=url, timeout=5)
-            try:
-                client.images.get(image)
-            finally:
-                client.close()
-            holders.append(url)
-        except docker.errors.ImageNotFound:
-            missing.append(url)
-        except docker.errors.DockerException as exc:
-            why = str(exc).split(":")[0]
-            problems.append(
-                f"{url}: no answer ({why}). Fix: start that daemon, correct its address, or "
-                "take it out of --pgstandby-docker-hosts."
-            )
-    for url in missing:
-        fix = how_to_get(image)
-        if holders:
-            fix = f"`DOCKER_HOST={holders[0]} docker save {image} | DOCKER_HOST={url} docker load`"
-        problems.append(f"{url}: image {image} is not there. Fix: {fix}.")
-    return problems

@@ -21,22 +21,10 @@ def docker_status(image: str) -> tuple[bool, str]:
 
 
 def engine_status(profile: str) -> str | None:
-    """For the header: the daemon the Docker backend would use, why, how its servers are
-    reached from here, and the profile they run (None: no daemon answers)."""
-    from ..errors import DockerUnavailableError
-    from .containers import connect_docker
-    from .engines import default_profile, engine_address, own_container, reached
+    """For the header: which daemon, how its servers are reached, the profile they run."""
+    from . import containers
 
-    engine = engine_address()
-    try:
-        client = connect_docker(timeout=3)
-    except DockerUnavailableError:
-        return None
-    try:
-        joined = None if engine.exposed else own_container(client)
-    finally:
-        client.close()
-    return f"{reached(engine, joined)}; {default_profile(engine, profile)}"
+    return containers.engine_status(profile)
 
 
 def external_backend(settings: Settings) -> ExternalBackend:

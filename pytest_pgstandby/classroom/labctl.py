@@ -306,12 +306,9 @@ class LabEngine:
 
     @classmethod
     def find(cls) -> LabEngine:
-        from ..backends.containers import connect_docker
-        from ..backends.engines import engine_address, own_container
+        from ..backends.containers import engine_view
 
-        address = engine_address()
-        client = connect_docker()  # no daemon: an error that says how to start one
-        return cls(address, client, None if address.exposed else own_container(client))
+        return cls(*engine_view())  # no daemon: an error that says how to start one
 
     def refuse_remote(self, doing: str) -> None:
         if not self.address.exposed:
@@ -368,9 +365,7 @@ class LabEngine:
         """Out of ``container``'s network (before `down` removes it), if joined."""
         if self.joined is None:
             return
-        import docker.errors
-
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        with contextlib.suppress(Exception):  # gone already, or the daemon went
             self.client.networks.get(self._network(container)).disconnect(
                 self.joined.id, force=True
             )

@@ -101,7 +101,7 @@ def test_failing_test_report_carries_the_servers_logs_and_no_password(
     monkeypatch.setenv("PGSTANDBY_TEST_RECORD", str(record))
     pytester.makepyfile(FAILING_TEST_THAT_WRITES_ITS_PASSWORDS)
     result = pytester.runpytest_subprocess(
-        "--pgstandby-backend=local", f"--pgstandby-profile={profile}"
+        "--pgstandby-backend=local", f"--pgstandby-profile={profile}", "--pgstandby-report=full"
     )
     result.assert_outcomes(failed=1)
     passwords = record.read_text().split()

@@ -1,0 +1,3 @@
+"""Applications against a replica on the local backend (servers from local binaries)."""
+
+from tests.applications import *  # noqa: F403
