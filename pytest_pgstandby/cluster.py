@@ -67,6 +67,8 @@ class Cluster:
         self.slots: list[tuple[Node, str]] = []  # (upstream, slot) made by the harness
         self._synchronous: dict[str, list[str]] = {}  # upstream name -> its sync standbys
         self._upstreams: dict[str, Node] = {}  # standby name -> the node it streams from
+        #: (node or "cluster", verb) of each change, its nodes' too (healing.py reads it)
+        self.journal: list[tuple[str, str]] = []
         self._closed = False
 
     @property
@@ -214,6 +216,7 @@ class Cluster:
         """
         up = upstream or self.primary
         self._refuse_external("add a standby")
+        self.journal.append(("cluster", "add_standby"))
         name = name or self._next_name()
         self._check_new_name(name)
         if slot:
@@ -266,6 +269,7 @@ class Cluster:
         """
         self._refuse_external(f"add {name}")
         self._check_new_name(name)
+        self.journal.append(("cluster", "add_node"))
         source = self.node(backup.source)
         node = self._node(self.backend.create_node(name))
         self.others.append(node)
@@ -337,6 +341,7 @@ class Cluster:
         cluster's to drop at teardown."""
         node = Node(handle, self.settings.timeout)
         node.slots_made = self.slots
+        node.journal = self.journal
         return node
 
     @staticmethod
@@ -392,6 +397,7 @@ class Cluster:
         if standby not in self.standbys:
             raise KeyError(f"{standby.name} is not a standby of this cluster")
         standby.handle.refuse_unless_owned("remove")
+        self.journal.append(("cluster", "remove_standby"))
         standby.stop("immediate")
         for upstream, slot in [s for s in self.slots if s[1] == standby.name]:
             self._drop_slot(upstream, slot)
@@ -445,6 +451,8 @@ class Cluster:
                 except OSError as exc:
                     out[f"{node.name} {label}"] = f"(unreadable: {exc})"
         return out
+
+    closed = property(lambda self: self._closed, doc="Whether close() ran.")
 
     def close(self, keep: bool = False) -> None:
         if self._closed:

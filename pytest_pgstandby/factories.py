@@ -28,9 +28,17 @@ _SCOPES = ("function", "class", "module", "package", "session")
 class LiveCluster:
     """A cluster a fixture handed out, and whether a test using it failed."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, scope: str = "function") -> None:
         self.cluster = cluster
+        self.scope = scope
         self.failed = False
+        #: what restoring it after an earlier test did, for the next test's report
+        self.note: str | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether several tests use it (restored after each one that changed it)."""
+        return self.scope != "function" and not self.cluster.closed
 
 
 def settings_for(config: pytest.Config, marker: Mapping[str, Any] | None = None) -> Settings:
@@ -71,7 +79,8 @@ def cluster_for_request(
         pytest.fail(f"pytest-pgstandby could not build the cluster: {failed}", pytrace=False)
     live = request.config.stash.setdefault(LIVE_KEY, {})
     key = request.fixturename or "pgstandby_cluster"
-    entry = live[key] = LiveCluster(cluster)
+    cluster.journal.clear()  # its build's own set_conf and add_standby
+    entry = live[key] = LiveCluster(cluster, request.scope)
     try:
         yield cluster
     finally:

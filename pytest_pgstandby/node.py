@@ -21,7 +21,7 @@ from .backends.external import ExternalNode, Server
 from .config import DEFAULT_TIMEOUT
 from .errors import ConfigurationError
 from .node_checks import CheckVerbs
-from .node_core import _TIMELINE, CatchupMode, LsnKind, NodeCore
+from .node_core import _TIMELINE, CatchupMode, LsnKind, NodeCore, journaled
 from .node_recovery import Backup, RecoveryVerbs
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
     """One PostgreSQL server, wherever it lives (a process, a container, or someone
     else's server given by DSN)."""
 
+    @journaled
     def promote(self, timeout: float | None = None) -> None:
         """Promote a standby to primary and wait until it accepts writes."""
         self.handle.refuse_unless_owned("promote")
@@ -58,7 +59,8 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
             True,
         )
 
-    def set_conf(self, **gucs: Any) -> list[str]:
+    @journaled
+    def set_conf(self, /, **gucs: Any) -> list[str]:
         """``ALTER SYSTEM SET`` each setting (``None`` resets it), then reload. Returns the
         names of those that still need a restart (``pg_settings.pending_restart``); a
         warning names them too.
@@ -97,11 +99,13 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
         return [str(row[0]) for row in self.execute(query, [list(names)])]
 
     # replication slots ------------------------------------------------------------------
+    @journaled
     def create_slot(self, name: str) -> None:
         """A physical replication slot that reserves WAL from now on."""
         self.handle.refuse_unless_owned("create a replication slot on")
         self.execute("SELECT pg_create_physical_replication_slot(%s, true)", [name])
 
+    @journaled
     def drop_slot(self, name: str) -> None:
         self.handle.refuse_unless_owned("drop a replication slot of")
         self.execute("SELECT pg_drop_replication_slot(%s)", [name])
@@ -116,6 +120,7 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
             return dict(zip([c.name for c in cur.description], row, strict=True))
 
     # topology ---------------------------------------------------------------------------
+    @journaled
     def follow(self, upstream: Node, timeout: float | None = None) -> None:
         """Re-point this standby at ``upstream`` (a new primary after a promote, or another
         standby): its effective ``primary_conninfo`` gets the upstream's address as this
@@ -141,6 +146,7 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
             params=[int(addr.port)],
         )
 
+    @journaled
     def partition(self) -> None:
         """Cut this standby's replication link to its upstream, and only that: the test
         process still queries both. The first call routes the link through a relay on the
@@ -160,6 +166,7 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
             )
         self.handle.cut_relay()
 
+    @journaled
     def heal(self) -> None:
         """Undo ``partition()``: the link carries bytes again, and the standby catches up
         on the connection it kept (or a new one, if either side gave up meanwhile)."""

@@ -9,9 +9,11 @@ the backend handle's business.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -52,6 +54,31 @@ _UPSTREAM_LSN = (
 )
 
 
+_N = TypeVar("_N", bound="NodeCore")
+_IN_VERB = contextvars.ContextVar("pgstandby_in_verb", default=0)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def journaled(verb: Callable[Concatenate[_N, _P], _R]) -> Callable[Concatenate[_N, _P], _R]:
+    """A verb that changes a server's state or the cluster's shape: noted (node, verb) in
+    the node's journal, its cluster's, done or failed half-way, so that a cluster shared
+    by several tests can be put back after one that changed it (healing.py)."""
+
+    @functools.wraps(verb)
+    def noted(self: _N, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        outermost = _IN_VERB.get() == 0  # restart's stop and start are part of restart
+        token = _IN_VERB.set(_IN_VERB.get() + 1)
+        try:
+            return verb(self, *args, **kwargs)
+        finally:
+            _IN_VERB.reset(token)
+            if outermost and self.journal is not None:
+                self.journal.append((self.name, verb.__name__))
+
+    return noted
+
+
 class NodeCore:
     """What every verb of a ``Node`` stands on."""
 
@@ -62,6 +89,8 @@ class NodeCore:
         self._held: HeldConnection | None = None  # waits' connection to a harness server
         #: (upstream, slot) made for this node's streaming (a Cluster shares its own list)
         self.slots_made: list[tuple[Any, str]] = []
+        #: (node, verb) of each state-changing verb (``journaled``; a Cluster shares its own)
+        self.journal: list[tuple[str, str]] | None = None
 
     # identity ---------------------------------------------------------------------------
     @property
@@ -312,32 +341,39 @@ class NodeCore:
         )
 
     # process control and files ---------------------------------------------------------
+    @journaled
     def pause(self) -> None:
         """Freeze the whole server (SIGSTOP of every process; ``docker pause``), as a
         hung machine would: it neither answers nor replies to its peers."""
         self.handle.pause()
 
+    @journaled
     def resume(self) -> None:
         self.handle.resume()
 
+    @journaled
     def stop(self, mode: StopMode = "fast") -> None:
         self.close_connections()  # a smart shutdown would wait for it
         self.handle.stop(mode, self.timeout)
 
+    @journaled
     def start(self) -> None:
         self.close_connections()
         self.handle.start()
 
+    @journaled
     def restart(self, mode: StopMode = "fast") -> None:
         self.handle.refuse_unless_owned("restart")
         self.stop(mode)
         self.start()
 
+    @journaled
     def kill(self) -> None:
         """Kill the server with SIGKILL, as a crash would."""
         self.close_connections()
         self.handle.kill()
 
+    @journaled
     def reclone(self) -> None:
         """Rebuild this standby by the documented procedure: ``setup-standby.sh`` runs on
         it again (it empties the data directory and takes a new base backup; what a

@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 from ._wait import NotYet, poll_until
 from .backends.base import conninfo_params
 from .errors import ConfigurationError, SetupFailedError, WrongRoleError
-from .node_core import NodeCore
+from .node_core import NodeCore, journaled
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 STREAMING = "SELECT status FROM pg_stat_wal_receiver"
@@ -54,6 +54,7 @@ class RecoveryVerbs(NodeCore):
             raise WrongRoleError(f"{verb} of {self.name}: it is {now}. Fix: {fix}.")
 
     # replay control --------------------------------------------------------------------------
+    @journaled
     def pause_replay(self) -> None:
         """Stop applying WAL while still receiving it (``pg_wal_replay_pause()``): a
         replica that is behind on purpose, for as long as a test needs. Returns once replay
@@ -63,6 +64,7 @@ class RecoveryVerbs(NodeCore):
         self.execute("SELECT pg_wal_replay_pause()")
         self.poll_query_until(self._paused_sql(), True)
 
+    @journaled
     def resume_replay(self) -> None:
         """Apply WAL again (``pg_wal_replay_resume()``)."""
         self.handle.refuse_unless_owned("resume replay on")
@@ -93,6 +95,7 @@ class RecoveryVerbs(NodeCore):
             row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
         return str(row[0]) if row else ""
 
+    @journaled
     def kill_process(self, kind: str, sig: int = signal.SIGKILL) -> list[int]:
         """Send ``sig`` to this server's processes of ``backend_type`` ``kind``
         (``walreceiver``, ``walsender``, ``startup``, ``checkpointer``, ...), as the
@@ -159,6 +162,7 @@ class RecoveryVerbs(NodeCore):
         self.handle.run(["mkdir", "-p", path])
         return path
 
+    @journaled
     def enable_archiving(self) -> None:
         """``archive_mode`` and an ``archive_command`` that copies each finished segment
         into the cluster's archive (never overwriting one), then a restart (archive_mode
@@ -170,7 +174,8 @@ class RecoveryVerbs(NodeCore):
         self.set_conf_lines(archive_mode="on", archive_command=command)
         self.restart()
 
-    def set_conf_lines(self, **settings: str) -> None:
+    @journaled
+    def set_conf_lines(self, /, **settings: str) -> None:
         """Append settings to ``postgresql.auto.conf`` (read last, so they win) while the
         server may be stopped; they take effect at its next start or reload."""
         self.handle.refuse_unless_owned("change the settings of")
@@ -178,6 +183,7 @@ class RecoveryVerbs(NodeCore):
         self.handle.write_file("postgresql.auto.conf", text, append=True)
 
     # pg_rewind -------------------------------------------------------------------------------
+    @journaled
     def rewind(self, source: RecoveryVerbs, timeout: float | None = None) -> str:
         """Rejoin this node to ``source`` (the new primary after a failover) with
         ``pg_rewind``: stop this node if it runs, rewind its data directory to the point

@@ -15,7 +15,7 @@ from dataclasses import fields
 import psycopg
 import pytest
 
-from . import binaries, reports
+from . import binaries, healing, reports
 from ._text import mask_secrets
 from .assertions.lag import LagSample
 from .backends.select import docker_status, engine_status
@@ -24,13 +24,15 @@ from .cluster import Cluster, take_built
 from .config import LIST_SETTINGS, Settings
 from .databases import ReplicatedDatabase, create_database, drop_database
 from .errors import PgStandbyError
-from .factories import LIVE_KEY, cluster_for_request, settings_for
+from .factories import LIVE_KEY, LiveCluster, cluster_for_request, settings_for
 from .node import Node
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 #: a test report's user property: the servers its cluster ran (Cluster.describe_servers)
 SERVER_PROPERTY = "pgstandby_server"
 _SERVERS_RAN: Counter[tuple[str, str]] = Counter()
+RESTORED_PROPERTY = "pgstandby_restored"
+_RESTORED: list[str] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -185,7 +187,6 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    live = item.config.stash.get(LIVE_KEY, {})
     built = take_built()  # clusters built in this phase: by fixtures, or the test itself
     if report.when == "call":
         # and any cluster the test got from a fixture built earlier (server_version is
@@ -196,17 +197,19 @@ def pytest_runtest_makereport(
                 with contextlib.suppress(PgStandbyError, psycopg.Error):
                     servers[value.describe_servers()] = None
         report.user_properties += [(SERVER_PROPERTY, server) for server in servers]
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        for entry in _used(item):
+            if entry.note:  # what restoring it after an earlier test did
+                report.sections.append(("pgstandby", entry.note))
+                report.user_properties.append((RESTORED_PROPERTY, entry.note))
+                entry.note = None
     if report.failed:
-        mode = (
-            item.config.stash[SETTINGS_KEY].report if SETTINGS_KEY in item.config.stash else "short"
-        )
+        settings = item.config.stash.get(SETTINGS_KEY, None)
+        mode = settings.report if settings is not None else "short"
         error = call.excinfo.value if call.excinfo else None
-        for fixturename in getattr(item, "fixturenames", ()):
-            entry = live.get(fixturename)
-            if entry is None:
-                continue
-            entry.failed = True
-            for title, text in reports.sections(entry.cluster, mode, error):
+        for used in _used(item):
+            used.failed = True
+            for title, text in reports.sections(used.cluster, mode, error):
                 report.sections.append((title, mask_secrets(text)))
         samples = getattr(call.excinfo.value, "lag_samples", None) if call.excinfo else None
         if samples:
@@ -214,13 +217,37 @@ def pytest_runtest_makereport(
     return report
 
 
+def _used(item: pytest.Item) -> list[LiveCluster]:
+    """The live clusters of the fixtures ``item`` uses."""
+    live = item.config.stash.get(LIVE_KEY, {})
+    return [live[name] for name in getattr(item, "fixturenames", ()) if name in live]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    """After a test's own fixtures are gone: a shared cluster it changed is put back
+    (healing.py), and the next test that uses it is told what was done."""
+    result = yield
+    live = item.config.stash.get(LIVE_KEY, {})
+    for name in getattr(item, "fixturenames", ()):
+        entry = live.get(name)
+        if entry is None or not entry.shared:
+            continue
+        keep = entry.cluster.settings.keeps(failed=entry.failed)
+        restored = healing.restore(entry.cluster, keep=keep)
+        if restored is not None:
+            entry.note = restored.line(item.nodeid, name)
+    return result
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """In the process that prints (the xdist controller too): which servers ran tests."""
-    if report.when != "call":
-        return
+    """In the process that prints (the xdist controller too): which servers ran tests,
+    and which shared clusters were restored after which test."""
     for name, value in report.user_properties:
-        if name == SERVER_PROPERTY:
+        if name == SERVER_PROPERTY and report.when == "call":
             _SERVERS_RAN[(str(value), report.outcome)] += 1
+        if name == RESTORED_PROPERTY:
+            _RESTORED.append(str(value))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -234,6 +261,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             if _SERVERS_RAN[(server, outcome)]
         )
         terminalreporter.write_line(f"pgstandby: {server}: {counts}")
+    for line in _RESTORED:
+        terminalreporter.write_line(f"pgstandby: restored: {line}")
 
 
 def _lag_section(item: pytest.Item, samples: list[LagSample]) -> str:

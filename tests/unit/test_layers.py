@@ -63,6 +63,7 @@ LAYERS: dict[str, int] = {
     "classroom.doctor": 21,
     "factories": 21,
     "reports": 21,
+    "healing": 21,
     "classroom.labctl": 21,
     "classroom.lagview": 21,
     "classroom.proofs": 21,
