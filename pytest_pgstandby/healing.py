@@ -61,6 +61,9 @@ def restore(cluster: Cluster, keep: bool = False) -> Restored | None:
     changes = [f"{verb} {node}" if node != "cluster" else verb for node, verb in noted] + wrong
     if noted and all(verb in HEALABLE for _, verb in noted):
         done = _heal(cluster, noted)
+        if done == "":  # undone by the test itself (pause, then resume): said nowhere
+            cluster.journal.clear()
+            return None
         if done is not None:
             cluster.journal.clear()
             return Restored(changes, f"healed ({done})", time.monotonic() - started)
@@ -117,7 +120,7 @@ def _heal(cluster: Cluster, noted: list[tuple[str, str]]) -> str | None:
             upstream.wait_for_catchup(standby, timeout=HEAL_TIMEOUT)
     except (PgStandbyError, psycopg.Error):
         return None
-    return ", ".join(done) or "it streams again"
+    return ", ".join(done)
 
 
 def rebuild(cluster: Cluster, keep: bool = False) -> None:

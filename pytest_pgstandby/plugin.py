@@ -64,11 +64,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-pgstandby: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
     if settings.docker_hosts:
-        if "PYTEST_XDIST_WORKER" not in os.environ and settings.backend != "local":
+        # an xdist worker has workerinput (its environment may be inherited by a nested
+        # pytest, which is no worker)
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is None and settings.backend != "local":
             _check_pool(settings)  # once, in the process that starts the workers
         # the pool: this process's daemon, by its xdist worker number (gw0, gw1, ...); the
         # Docker backend, testcontainers and the reaper all read DOCKER_HOST
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+        worker = (workerinput or {}).get("workerid", "gw0").removeprefix("gw")
         index = int(worker) if worker.isdigit() else 0
         os.environ["DOCKER_HOST"] = settings.docker_hosts[index % len(settings.docker_hosts)]
     _terminate_like_an_interrupt(config)
