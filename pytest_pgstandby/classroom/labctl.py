@@ -263,7 +263,12 @@ class Lab:
 
     def _preflight(self) -> None:
         # first: a refusal must leave nothing half-made
-        self.engine.refuse_unseen(lab_dir())
+        try:
+            engine: LabEngine | None = self.engine
+        except PgStandbyError:
+            engine = None  # no daemon answers: said below, after the ports
+        if engine is not None:
+            engine.refuse_unseen(lab_dir())
         _refuse_taken_ports(self.env)
         # imported here: docker-py and testcontainers cost ~0.2 s, and only `up` needs them
         from ..backends.docker import availability, connect_docker
