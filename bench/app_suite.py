@@ -1,7 +1,7 @@
 """An application's 16-test suite against a replica (issue 21): the code of
 docs/applications.md (SQLAlchemy engines, Django settings, stale reads, read-your-writes, a
 delayed replica, a failover, a partitioned and a frozen replica: 11 tests, some on a
-cluster of their own) and 5 reads through two engines on the session cluster. Wall time of
+cluster of their own) and 7 reads through two engines on the session cluster. Wall time of
 the whole pytest run with ``-n 0`` and ``-n 2``, per backend, alternating in one run.
 
     python bench/app_suite.py --rounds 3 --json bench/results/app_suite.json
@@ -25,7 +25,7 @@ GUIDE = Path(__file__).resolve().parents[1] / "docs" / "applications.md"
 
 READS = """
 
-@pytest.mark.parametrize("n", range(5))
+@pytest.mark.parametrize("n", range(7))
 def test_reads_through_two_engines(engines, pgstandby_db, n):
     writes, reads = engines
     with writes.begin() as conn:
@@ -47,7 +47,7 @@ def suite(directory: Path, backend: str) -> int:
     (directory / "test_app.py").write_text(text)
     ini = f"[pytest]\npgstandby_backend = {backend}\npgstandby_image = pgstandby/postgres:15\n"
     (directory / "pytest.ini").write_text(ini)
-    return len(re.findall(r"^def test_", text, re.M)) + 4  # the parametrised one is 5
+    return len(re.findall(r"^def test_", text, re.M)) + 6  # the parametrised one is 7
 
 
 def run(directory: Path, *args: str) -> float:
