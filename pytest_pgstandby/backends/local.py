@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from psycopg.conninfo import make_conninfo
+
 from .. import binaries as binaries_mod
 from ..binaries import Binaries
 from ..errors import SetupFailedError, UnsafeDataDirError
@@ -167,16 +169,18 @@ class LocalBackend:
 
     def dsn_for(self, node: LocalNode) -> str:
         c = node.credentials
-        return (
-            f"host=127.0.0.1 port={node.port} user={c.user} password={self.superuser_password} "
-            f"dbname={c.dbname}"
-        )
+        return make_conninfo(
+            host="127.0.0.1", port=node.port, user=c.user, password=self.superuser_password,
+            dbname=c.dbname,
+        )  # fmt: skip
 
     def socket_dsn(self, node: LocalNode) -> str:
         """Over the node's socket (local trust: only the servers' account and root reach
         the 0700 directory): before the superuser has its password, and for readiness."""
-        c = node.credentials
-        return f"host={self.socket_dir} port={node.port} user={c.user} dbname={c.dbname}"
+        c = node.credentials  # quoted: PGSTANDBY_TMPDIR may hold a space
+        return make_conninfo(
+            host=str(self.socket_dir), port=node.port, user=c.user, dbname=c.dbname
+        )
 
     def check_data_dir(self, data_dir: Path) -> Path:
         """Refuse any data directory the harness did not create under its own root:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from .. import assertions as a
 from .._text import mask_secrets
@@ -47,7 +48,9 @@ def _lab_container(env: dict[str, str], role: str) -> str:
 def _lab_dsn(env: dict[str, str], role: str) -> str:
     port = env.get(f"PGSTANDBY_LAB_{role.upper()}_PORT", "5432" if role == "primary" else "5433")
     password = env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
-    return f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres"
+    return make_conninfo(
+        host="127.0.0.1", port=port, user="postgres", password=password, dbname="postgres"
+    )
 
 
 def _lab_running(env: dict[str, str], role: str) -> bool | None:
@@ -232,7 +235,9 @@ class Lab:
             return _lab_dsn(self.env, role)
         address = self.engine.join(self.container(role))
         password = self.env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
-        return f"host={address} port=5432 user=postgres password={password} dbname=postgres"
+        return make_conninfo(
+            host=address, port=5432, user="postgres", password=password, dbname="postgres"
+        )
 
     def server(self, role: str) -> a.Server:
         return a.Server(self.dsn(role), container=self.container(role))

@@ -87,3 +87,19 @@ def test_a_step_slower_than_the_timeout_is_a_timeout_error_not_a_raw_subprocess_
     assert _left(base) == ["bin", "precious.txt"]
     assert processes_under(base) == []
     assert sorted(os.listdir(bindir)) == sorted(binaries.REQUIRED)
+
+
+def test_a_space_in_the_temp_dir_is_quoted_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20 #4: the socket DSN was built unquoted (`missing "=" after "space/..."`), and
+    every build waited out its timeout."""
+    made = Path(tempfile.mkdtemp(prefix="with space-"))
+    made.chmod(0o755)
+    monkeypatch.setenv("PGSTANDBY_TMPDIR", str(made))
+    try:
+        with build_cluster(Settings(backend="local", timeout=20)) as cluster:
+            assert " " in cluster.standby.data_dir
+            cluster.primary.execute("CREATE TABLE t AS SELECT 1 AS x")
+            cluster.primary.wait_for_catchup(cluster.standby)
+            assert cluster.standby.execute("SELECT x FROM t") == [(1,)]
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
