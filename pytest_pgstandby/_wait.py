@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ._text import mask_secrets, tail
-from .errors import SetupFailedError, WaitTimeoutError
+from .errors import ConfigurationError, ServerDownError, SetupFailedError, WaitTimeoutError
 
 T = TypeVar("T")
 
@@ -54,6 +54,8 @@ def poll_until(
             last = repr(result)
         except NotYet as exc:
             last = str(exc)
+        except (ConfigurationError, ServerDownError):
+            raise  # waiting cannot change it: a wrong role or direction, a server gone
         except Exception as exc:
             last = f"{type(exc).__name__}: {str(exc).strip()}"
         reason = abort() if abort else None

@@ -86,3 +86,8 @@ class PrimaryNotReadyError(WaitTimeoutError):
 class WrongRoleError(ConfigurationError):
     """A verb called on a server of the wrong role (``promote()`` on a primary,
     ``pause_replay()`` on one): refused at once, naming what the server is."""
+
+
+class ServerDownError(PgStandbyError):
+    """A verb needs a server the harness started and that is not running now (a test
+    stopped or killed it): said at once, not after the wait's timeout."""

@@ -37,6 +37,7 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
     def promote(self, timeout: float | None = None) -> None:
         """Promote a standby to primary and wait until it accepts writes."""
         self.handle.refuse_unless_owned("promote")
+        self._must_be(True, "promote()", "promote a standby (cluster.standby.promote())")
         secs = int(timeout or self.timeout)
         self.execute(f"SELECT pg_promote(wait => true, wait_seconds => {secs})")
         self.poll_query_until("SELECT pg_is_in_recovery()", False, timeout)
@@ -154,6 +155,9 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
         each call then stops the relay, so no byte crosses while the connection stays
         open, as across a cut network link. ``heal()`` lets the bytes flow again."""
         self.handle.refuse_unless_owned("partition")
+        self._must_be(
+            True, "partition()", "partition() a standby: it cuts that standby off its upstream"
+        )
         params = conninfo_params(str(self.query_value("SHOW primary_conninfo") or ""))
         host, port = params.get("host") or "", params.get("port") or "5432"
         relay_host, relay_port = self.handle.open_relay(host, port)
@@ -165,13 +169,21 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
                 params=[int(relay_port)],
             )
         self.handle.cut_relay()
+        self.cut = True
 
     @journaled
     def heal(self) -> None:
         """Undo ``partition()``: the link carries bytes again, and the standby catches up
         on the connection it kept (or a new one, if either side gave up meanwhile)."""
         self.handle.refuse_unless_owned("heal")
+        if not self.cut:
+            raise ConfigurationError(
+                f"heal() of {self.name}: nothing is cut (partition() was not called on it, "
+                "or heal() ran already). Fix: partition() first; to restart a stopped server, "
+                "start()."
+            )
         self.handle.mend_relay()
+        self.cut = False
 
 
 ServerLike: TypeAlias = Node | Server | str

@@ -25,7 +25,7 @@ from .backends.base import NodeHandle, PeerAddress, Reach, StopMode, shown_dsn
 from .config import DEFAULT_TIMEOUT
 from .connections import params_of, url_of
 from .diagnosis import LogWatch
-from .errors import SetupFailedError
+from .errors import ServerDownError, SetupFailedError, WrongRoleError
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class NodeCore:
         self.slots_made: list[tuple[Any, str]] = []
         #: (node, verb) of each state-changing verb (``journaled``; a Cluster shares its own)
         self.journal: list[tuple[str, str]] | None = None
+        self.cut = False  # partition() cut this standby's link; heal() mends it
 
     # identity ---------------------------------------------------------------------------
     @property
@@ -294,14 +295,29 @@ class NodeCore:
         budget = connect_budget(timeout or self.timeout)
         target: Any = target_lsn
         if not target:
-            with self._wait_connection(budget) as upstream:
-                row = upstream.row(_UPSTREAM_LSN, bound=budget)
-                target = row[0] if row else None
+            try:
+                with self._wait_connection(budget) as upstream:
+                    row = upstream.row(_UPSTREAM_LSN, bound=budget)
+                    target = row[0] if row else None
+            except psycopg.OperationalError:
+                self._refuse_down(f"wait_for_catchup({standby.name})", "its current WAL position")
+                raise
         column = _STANDBY_LSN[mode]
 
         def check(held: HeldConnection, bound: int) -> bool:
-            row = held.row(f"SELECT {column}::text, {column} >= %s::pg_lsn", [target], bound)
+            try:
+                row = held.row(f"SELECT {column}::text, {column} >= %s::pg_lsn", [target], bound)
+            except psycopg.OperationalError:
+                standby._refuse_down(f"{self.name}.wait_for_catchup", "its replay position")
+                raise
             assert row is not None
+            if row[0] is None and not standby.is_in_recovery():
+                raise WrongRoleError(
+                    f"{self.name}.wait_for_catchup({standby.name}): {standby.name} is a "
+                    "primary (not in recovery), which replays nothing. Fix: ask the upstream "
+                    f"for its standby, {standby.name}.wait_for_catchup({self.name}), if "
+                    f"{self.name} streams from {standby.name}."
+                )
             if not row[1]:
                 raise NotYet(f"{standby.name} {mode} LSN {row[0]}, target {target}")
             return True
@@ -315,6 +331,16 @@ class NodeCore:
                 raise
             raise SetupFailedError(f"{lost}\n{exc}") from None
         return str(target)
+
+    def _refuse_down(self, verb: str, needs: str) -> None:
+        """A connection to this node failed: if the harness started it and it is not
+        running now, say so at once (else the caller re-raises the driver's error)."""
+        if self.owned and not self.is_running():
+            raise ServerDownError(
+                f"{verb}: {self.name} is not running (stopped or killed since it started), "
+                f"and the wait needs {needs}. Fix: {self.name}.start() first, or, after a "
+                "failover, wait on the promoted standby instead."
+            ) from None
 
     def lost_slot_reason(self, standby: NodeCore) -> str | None:
         """Why ``standby``, streaming from this node through a slot, cannot get the WAL it

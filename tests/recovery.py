@@ -11,7 +11,13 @@ import time
 import psycopg
 import pytest
 
-from pytest_pgstandby import Node, PgStandbyError, WrongRoleError
+from pytest_pgstandby import (
+    ConfigurationError,
+    Node,
+    PgStandbyError,
+    ServerDownError,
+    WrongRoleError,
+)
 from pytest_pgstandby.classroom.doctor import diagnose
 from tests.scenarios import MakeCluster, _table
 
@@ -273,3 +279,29 @@ def test_failover_with_a_slot_per_standby(
         assert (standby1, "standby2") in cluster.slots  # dropped at teardown
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             standby2.execute(f"INSERT INTO {table} VALUES (3)")
+
+
+def test_wrong_roles_directions_and_stopped_servers_are_said_at_once(
+    make_cluster: MakeCluster,
+) -> None:
+    """Issue 20 #6: each of these waited out the timeout, raised the driver's error, or
+    passed silently; each now ends at once naming what is wrong and the fix."""
+    with make_cluster(standbys=1, timeout=30) as cluster:
+        primary, standby = cluster.primary, cluster.standby
+        started = time.monotonic()
+        with pytest.raises(WrongRoleError, match=r"promote\(\) of primary: it is a primary"):
+            primary.promote()
+        with pytest.raises(WrongRoleError, match=r"partition\(\) of primary: it is a primary"):
+            primary.partition()
+        with pytest.raises(ConfigurationError, match=r"heal\(\) of standby1: nothing is cut"):
+            standby.heal()
+        with pytest.raises(WrongRoleError, match=r"primary is a primary .* replays nothing"):
+            standby.wait_for_catchup(primary)
+        standby.stop()
+        with pytest.raises(ServerDownError, match=r"standby1 is not running.*standby1.start"):
+            primary.wait_for_catchup(standby)
+        standby.start()
+        primary.kill()
+        with pytest.raises(ServerDownError, match=r"primary is not running .*primary.start"):
+            primary.wait_for_catchup(standby)
+        assert time.monotonic() - started < 15, "each said at once, not after the timeout"
