@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import assertions as a
 from .classroom import doctor, exercises, lagview, walkthrough
@@ -33,6 +37,7 @@ from .cluster import start_cluster
 from .config import BACKENDS, Settings
 from .errors import ConfigurationError, PgStandbyError
 from .labfiles import lab_file
+from .node import Node
 
 
 def image_build(args: argparse.Namespace) -> int:
@@ -175,16 +180,48 @@ def pair(args: argparse.Namespace) -> int:
         raise ConfigurationError(str(exc).replace("--pgstandby-", "--")) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with start_cluster(settings) as cluster:
+    with start_cluster(settings) as cluster, _passfile(cluster.nodes) as passfile:
         print(f"pair is up: {cluster.describe()}")
         for node in cluster.nodes:
-            # in full: the user asked for a pair to connect to, and its random password
-            # is good for this command's lifetime only
-            print(f"  {node.name:10} {node.dsn}   data: {node.data_dir}")
+            shown = node.dsn if args.show_password else _without_password(node.dsn)
+            print(f"  {node.name:10} {shown}   data: {node.data_dir}")
+        if not args.show_password:
+            print(
+                f"passwords: in {passfile} (0600, removed with the pair): connect with "
+                f'PGPASSFILE={passfile} psql "<dsn>"; --show-password prints them instead'
+            )
         print("Ctrl-C stops and removes it.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
     return 0
+
+
+def _without_password(dsn: str) -> str:
+    params = conninfo_to_dict(dsn)
+    params.pop("password", None)
+    return make_conninfo("", **params)
+
+
+@contextlib.contextmanager
+def _passfile(nodes: list[Node]) -> Iterator[str]:
+    """A libpq passfile (0600) with the nodes' passwords, removed at the end: a pair's
+    passwords printed in clear land in terminals, scrollback and CI logs."""
+
+    def field(value: object) -> str:
+        return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+    fd, path = tempfile.mkstemp(prefix="pgstandby-pair-", suffix=".pgpass")
+    try:
+        with os.fdopen(fd, "w") as out:  # mkstemp made it 0600
+            for node in nodes:
+                p = conninfo_to_dict(node.dsn)
+                if p.get("password"):
+                    keys = ("host", "port", "dbname", "user", "password")
+                    out.write(":".join(field(p.get(k, "*")) for k in keys) + "\n")
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -246,6 +283,9 @@ def parser() -> argparse.ArgumentParser:
     pair_p.add_argument("--backend", choices=BACKENDS, default=None)
     pair_p.add_argument("--standbys", type=int, default=None)
     pair_p.add_argument("--image", default=None)
+    pair_p.add_argument(
+        "--show-password", action="store_true", help="print the DSNs with their passwords"
+    )
     pair_p.set_defaults(func=pair)
     return p
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -71,7 +71,7 @@ class Credentials:
     """Who the harness connects as, from the test process."""
 
     user: str = "postgres"
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     dbname: str = "postgres"
 
 
@@ -228,6 +228,16 @@ class OwnedHandle:
     @property
     def given_data_dir(self) -> str:
         return self.data_dir
+
+    def __repr__(self) -> str:
+        """Name, role and masked DSN: never the passwords a handle keeps (its scripts'
+        environment, its credentials), which an assertion's output would print."""
+        name, role = getattr(self, "name", "?"), getattr(self, "role", "?")
+        try:
+            where = mask_secrets(str(getattr(self, "dsn", "")))
+        except Exception:  # a handle half-made: its port not known yet
+            where = "(no address yet)"
+        return f"<{type(self).__name__} {name} {role} {where}>"
 
     def refuse_unless_owned(self, verb: str) -> None:
         """The harness started this server: every verb is allowed."""

@@ -83,7 +83,7 @@ class ContainerBackend(Protocol):
     def node_by_container(self, name: str) -> DockerNode | None: ...
 
 
-@dataclass
+@dataclass(repr=False)  # OwnedHandle's: no password of its environment
 class DockerNode(OwnedHandle):
     """One PostgreSQL container."""
 

@@ -53,7 +53,7 @@ class ProcessBackend(Protocol):
     def shared_dir(self) -> Path: ...
 
 
-@dataclass
+@dataclass(repr=False)  # OwnedHandle's: no password of its environment
 class LocalNode(OwnedHandle):
     """One PostgreSQL server process of the local backend."""
 

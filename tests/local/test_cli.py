@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -74,14 +75,18 @@ def test_pair_holds_a_local_pair_until_interrupted_then_removes_it() -> None:
         standby_line = next(line for line in lines if line.strip().startswith("standby1"))
         dsn = standby_line.split(None, 1)[1].split("   data:")[0]
         data_dir = Path(standby_line.rsplit("data: ", 1)[1].strip())
-        with psycopg.connect(dsn) as conn:
+        # issue 20 #9: no password printed; they are in a 0600 passfile, gone with the pair
+        assert all("password=" not in line for line in lines), lines
+        passfile = Path(re.search(r"passwords: in (\S+) \(0600", "".join(lines))[1])  # type: ignore[index]
+        assert passfile.stat().st_mode & 0o777 == 0o600
+        with psycopg.connect(dsn, passfile=str(passfile)) as conn:
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert not data_dir.exists()
+    assert not data_dir.exists() and not passfile.exists()
     assert processes_under(data_dir.parent) == []
 
 

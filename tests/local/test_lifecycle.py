@@ -222,3 +222,14 @@ def test_standby_script_refuses_the_running_primarys_data_dir(
         assert marker.exists() and primary.is_running()
     finally:
         backend.close()
+
+
+def test_no_handle_or_node_repr_shows_a_password(fresh) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 #9: `assert standby.handle.port == 0` printed the handle's dataclass repr,
+    its scripts' environment with POSTGRES_REPLICATION_PASSWORD, to the terminal and the
+    JUnit XML."""
+    secrets = [fresh.backend.replication_password, fresh.backend.superuser_password]
+    for node in fresh.nodes:
+        for shown in (repr(node), repr(node.handle), repr(node.handle.credentials)):
+            assert not any(secret and secret in shown for secret in secrets), shown
+        assert node.name in repr(node.handle) and "password=********" in repr(node.handle)
