@@ -68,7 +68,9 @@ def cluster_for_request(
         )
     failed = None
     try:
-        settings = settings_for(request.config, marker).with_overrides(**overrides)
+        # the marker beats the factory's arguments, which beat the command line
+        settings = settings_for(request.config).with_overrides(**overrides)
+        settings = settings.with_overrides(**(marker or {}))
         if request.scope == "function":
             cluster = fresh_cluster(request.config, settings)
         else:
@@ -207,3 +209,17 @@ def cluster(
         yield from cluster_for_request(request, {**overrides, **asked})
 
     return _cluster_fixture  # type: ignore[no-any-return]
+
+
+def cluster_fixtures(item: pytest.Item) -> dict[str, str]:
+    """The cluster fixtures ``item`` uses (this plugin's and factories.cluster's), by name,
+    with their scope."""
+    info = getattr(item, "_fixtureinfo", None)
+    found = {}
+    for name, defs in (getattr(info, "name2fixturedefs", None) or {}).items():
+        func = getattr(defs[-1], "func", None)
+        if getattr(func, "__module__", "").startswith("pytest_pgstandby.") and getattr(
+            func, "__name__", ""
+        ) in ("_cluster_fixture", "pgstandby_cluster"):
+            found[name] = defs[-1].scope
+    return found

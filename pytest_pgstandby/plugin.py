@@ -24,7 +24,13 @@ from .cluster import Cluster, take_built
 from .config import LIST_SETTINGS, Settings
 from .databases import ReplicatedDatabase, create_database, drop_database
 from .errors import PgStandbyError
-from .factories import LIVE_KEY, LiveCluster, cluster_for_request, settings_for
+from .factories import (
+    LIVE_KEY,
+    LiveCluster,
+    cluster_fixtures,
+    cluster_for_request,
+    settings_for,
+)
 from .node import Node
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -218,6 +224,27 @@ def pytest_runtest_makereport(
         if samples:
             report.sections.append(("pgstandby replication lag", _lag_section(item, samples)))
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A ``pgstandby`` marker shapes function-scoped factory clusters only: on a test that
+    has none, it would be ignored without a word."""
+    mark = item.get_closest_marker("pgstandby")
+    if mark is None:
+        return
+    used = cluster_fixtures(item)
+    if any(scope == "function" for scope in used.values()):
+        return
+    asked = ", ".join(f"{k}={v!r}" for k, v in mark.kwargs.items())
+    uses = ", ".join(f"{n} ({scope}-scoped)" for n, scope in used.items()) or "no cluster fixture"
+    pytest.fail(
+        f"@pytest.mark.pgstandby({asked}) on {item.nodeid} shapes nothing: it shapes only "
+        f"function-scoped factory clusters, and this test uses {uses}, built once for many "
+        'tests. Fix: give the test a factories.cluster(scope="function") fixture, or '
+        "set the shared cluster's shape on the command line / ini (--pgstandby-standbys ...).",
+        pytrace=False,
+    )
 
 
 def _used(item: pytest.Item) -> list[LiveCluster]:

@@ -303,3 +303,37 @@ def test_pgstandby_db_is_on_every_standby_before_the_test_and_gone_after(
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=2)
+
+
+def test_a_marker_beats_the_factory_and_is_never_ignored(pytester: pytest.Pytester) -> None:
+    """Issue 20 #8: a factory's argument silently beat the marker, and a marker on a test
+    of the session cluster (standbys=3 gave 1) passed without a word."""
+    pytester.makeconftest(
+        """
+        from pytest_pgstandby import factories
+
+        one = factories.cluster(scope="function", standbys=1, backend="local")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.pgstandby(standbys=2)
+        def test_marker_over_factory(one):
+            assert len(one.standbys) == 2
+
+        @pytest.mark.pgstandby(standbys=3)
+        def test_marker_on_the_session_cluster(pgstandby_primary):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pgstandby-backend=local")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*@pytest.mark.pgstandby(standbys=3) on test_*.py::test_marker_on_the_session_cluster"
+            " shapes nothing*pgstandby_cluster (session-scoped)*Fix: give the test a "
+            'factories.cluster(scope="function") fixture*'
+        ]
+    )
