@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,10 @@ def run_script(lab: Lab, exercise: Exercise, name: str) -> None:
         )
 
 
-def start(lab: Lab, exercise: Exercise, timeout: float) -> int:
+def start(lab: Lab, exercise: Exercise, timeout: float, yes: bool = False) -> int:
+    if not confirmed(lab, yes):
+        print("nothing was changed.")
+        return 1
     lab.down()  # the lab's own containers and volumes: every exercise starts from scratch
     code = lab.up(timeout, extra_env=exercise.environment, until=exercise.up_waits_for)
     if code != 0:
@@ -115,6 +119,26 @@ def start(lab: Lab, exercise: Exercise, timeout: float) -> int:
     return 0
 
 
+def confirmed(lab: Lab, yes: bool) -> bool:
+    """Starting an exercise removes the lab and its data (the volumes: a student's own
+    tables): said first, and asked unless ``--yes``; without a terminal to ask on, refused
+    with the fix."""
+    warning = (
+        f"this rebuilds the lab: {lab.container('primary')} and {lab.container('standby')} "
+        "are removed with their volumes, and every table you made in them is lost."
+    )
+    if yes:
+        print(warning)
+        return True
+    if not sys.stdin.isatty():
+        raise PgStandbyError(
+            f"{warning} Nothing was changed. Fix: add --yes to go ahead "
+            "(pgstandby lab exercise start N --yes)."
+        )
+    answer = input(f"{warning}\nGo ahead? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
 def reset(lab: Lab, timeout: float) -> int:
     """The plain lab again (a variant's containers are replaced, its volumes removed)."""
     lab.down()
@@ -126,7 +150,7 @@ def reset(lab: Lab, timeout: float) -> int:
 
 def listing() -> str:
     lines = [f"{e.number:>2}  {e.title}" for e in load_all()]
-    lines.append("Start one: pgstandby lab exercise start N  (it rebuilds the lab)")
+    lines.append("Start one: pgstandby lab exercise start N  (it rebuilds the lab: its data goes)")
     return "\n".join(lines)
 
 
@@ -137,6 +161,9 @@ def add_parser(verbs: Any) -> None:
     exercise.add_argument("--image", help="image of both servers")
     exercise.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for the lab"
+    )
+    exercise.add_argument(
+        "--yes", action="store_true", help="start without asking (the lab's data goes)"
     )
 
 
@@ -151,4 +178,4 @@ def command(lab: Lab, args: argparse.Namespace) -> int:
             "which exercise? Fix: pgstandby lab exercise start N (pgstandby lab exercise "
             "list shows them)."
         )
-    return start(lab, get(args.number), args.timeout)
+    return start(lab, get(args.number), args.timeout, yes=args.yes)

@@ -91,6 +91,7 @@ class ComposeLab:
         return subprocess.run(
             [sys.executable, "-m", "pytest_pgstandby.cli", "lab", *args],
             env=self.env,
+            stdin=subprocess.DEVNULL,  # no terminal: a question is refused, never hangs
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -50,9 +50,10 @@ def test_there_are_six_exercises_each_with_student_and_teacher_text() -> None:
 def test_exercise_is_diagnosed_graded_and_fixed(
     lab: ComposeLab, exercise: exercises.Exercise
 ) -> None:
-    started = pgstandby(lab, "exercise", "start", str(exercise.number))
+    started = pgstandby(lab, "exercise", "start", str(exercise.number), "--yes")
     assert started.returncode == 0, started.stdout + started.stderr
     assert exercise.student_text().splitlines()[0] in started.stdout
+    assert "this rebuilds the lab" in started.stdout and "every table you made" in started.stdout
 
     doctor = pgstandby(lab, "doctor")
     assert doctor.returncode == 1, doctor.stdout + doctor.stderr
@@ -65,8 +66,8 @@ def test_exercise_is_diagnosed_graded_and_fixed(
     assert failed_checks(graded.stdout) == set(exercise.failing_checks), graded.stdout
 
     exercises.run_script(Lab(lab.env), exercise, "fix.sh")
-    Lab(lab.env).wait(120)  # the standby reconnects (or is cloned again) by itself
-    fixed = pgstandby(lab, "check")
+    # the standby reconnects (or is cloned again) by itself: --wait, as the fixes say
+    fixed = pgstandby(lab, "check", "--wait", "120")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert fixed.stdout.splitlines()[-1] == "5 passed, 0 failed"
     healthy = pgstandby(lab, "doctor")
@@ -75,7 +76,7 @@ def test_exercise_is_diagnosed_graded_and_fixed(
 
 def test_reset_brings_back_the_plain_lab(lab: ComposeLab) -> None:
     first = EXERCISES[0]  # a variant of the lab's variables, not only a break
-    assert pgstandby(lab, "exercise", "start", str(first.number)).returncode == 0
+    assert pgstandby(lab, "exercise", "start", str(first.number), "--yes").returncode == 0
     reset = pgstandby(lab, "exercise", "reset")
     assert reset.returncode == 0, reset.stdout + reset.stderr
     assert "lab pair is streaming" in reset.stdout
@@ -83,8 +84,27 @@ def test_reset_brings_back_the_plain_lab(lab: ComposeLab) -> None:
     assert graded.stdout.splitlines()[-1] == "5 passed, 0 failed", graded.stdout
 
 
+def test_starting_an_exercise_without_yes_and_without_a_terminal_changes_nothing(
+    lab: ComposeLab,
+) -> None:
+    """Issue 20 #11: `start` removed the lab's volumes (a student's tables) without a
+    word. Without --yes and no terminal to ask on, it refuses and the lab's data stays."""
+    up = pgstandby(lab, "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    with lab.connect(lab.primary_port) as conn:
+        conn.execute("CREATE TABLE students_work AS SELECT 42 AS answer")
+        conn.commit()
+    refused = pgstandby(lab, "exercise", "start", "1")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "every table you made in them is lost. Nothing was changed. Fix: add --yes" in (
+        refused.stderr
+    )
+    with lab.connect(lab.primary_port) as conn:
+        assert conn.execute("SELECT answer FROM students_work").fetchone() == (42,)
+
+
 def test_an_unknown_exercise_is_one_clear_line(lab: ComposeLab) -> None:
-    result = pgstandby(lab, "exercise", "start", "99")
+    result = pgstandby(lab, "exercise", "start", "99", "--yes")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "pgstandby: error: there is no exercise 99. Fix: pgstandby lab exercise start N with "
