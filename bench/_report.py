@@ -5,7 +5,23 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+
+def pytest_run(directory: Path, *args: str) -> float:
+    """Wall time of one whole ``pytest -q`` run in ``directory`` (it must pass)."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return time.perf_counter() - started
 
 
 def report(

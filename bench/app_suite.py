@@ -13,12 +13,10 @@ import argparse
 import platform
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
+from _report import pytest_run as run
 from _report import report  # bench/ is the script's own directory
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "applications.md"
@@ -48,18 +46,6 @@ def suite(directory: Path, backend: str) -> int:
     ini = f"[pytest]\npgstandby_backend = {backend}\npgstandby_image = pgstandby/postgres:15\n"
     (directory / "pytest.ini").write_text(ini)
     return len(re.findall(r"^def test_", text, re.M)) + 6  # the parametrised one is 7
-
-
-def run(directory: Path, *args: str) -> float:
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        cwd=directory,
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
-    return time.perf_counter() - started
 
 
 def main() -> None:

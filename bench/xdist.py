@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
+from _report import pytest_run as run
 from _report import report  # bench/ is the script's own directory
 
 FRESH_PAIRS = """
@@ -40,18 +38,6 @@ def test_db(pgstandby_db, pgstandby_cluster, i):
     pgstandby_db.wait_replayed()
     assert pgstandby_db.execute("SELECT x FROM t", node=pgstandby_cluster.standby) == [(i,)]
 """
-
-
-def run(directory: Path, *args: str) -> float:
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        cwd=directory,
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
-    return time.perf_counter() - started
 
 
 def main() -> None:

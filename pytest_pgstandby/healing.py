@@ -94,24 +94,22 @@ def _last(noted: list[tuple[str, str]], name: str, verbs: tuple[str, ...]) -> st
 def _heal(cluster: Cluster, noted: list[tuple[str, str]]) -> str | None:
     """Undo pauses, partitions, stops and replay pauses; None when the pair does not
     stream again (the caller rebuilds)."""
-    done = []
+    done: list[str] = []
+
+    def undo(started: str, undone: str) -> None:
+        for node in cluster.nodes:
+            if _last(noted, node.name, (started, undone)) == started:
+                getattr(node, undone)()
+                done.append(f"{undone} {node.name}")
+
     try:
-        for node in cluster.nodes:
-            if _last(noted, node.name, ("pause", "resume")) == "pause":
-                node.resume()
-                done.append(f"resume {node.name}")
-        for node in cluster.nodes:
-            if _last(noted, node.name, ("partition", "heal")) == "partition":
-                node.heal()
-                done.append(f"heal {node.name}")
+        undo("pause", "resume")
+        undo("partition", "heal")
         for node in cluster.nodes:  # the primary first
             if not node.is_running():
                 node.start()
                 done.append(f"start {node.name}")
-        for node in cluster.standbys:
-            if _last(noted, node.name, ("pause_replay", "resume_replay")) == "pause_replay":
-                node.resume_replay()
-                done.append(f"resume_replay {node.name}")
+        undo("pause_replay", "resume_replay")
         if roles_wrong(cluster):
             return None
         upstreams = getattr(cluster, "_upstreams", {})
