@@ -122,8 +122,8 @@ def availability(image: str) -> tuple[bool, str]:
     """Whether the Docker backend can run ``image`` now, and why (or why not)."""
     try:
         client = connect_docker(timeout=3)
-    except DockerUnavailableError:
-        return False, "no Docker daemon answers"
+    except DockerUnavailableError as exc:
+        return False, str(exc)
     try:
         facts = ImageFacts.of(client.images.get(image))
     except docker.errors.ImageNotFound:

@@ -18,6 +18,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from ..errors import DockerUnavailableError
 from .base import LOOPBACK
 
 
@@ -99,7 +100,14 @@ def tolerate_ended_ssh() -> None:
     BrokenPipeError on close when the ssh process has ended first, which it does after
     every ``exec_run`` (the daemon ends the hijacked stream): docker/docker-py#3218, open.
     Closing such a socket then only ends the process, once per interpreter."""
-    from docker.transport import sshconn
+    try:
+        from docker.transport import sshconn
+    except ImportError:
+        raise DockerUnavailableError(
+            "the Docker daemon is named by an ssh:// address, and docker-py reaches one only "
+            "with paramiko, which is not installed. Fix: pip install 'pytest-pgstandby[ssh]' "
+            "(or paramiko), or give a tcp:// or unix:// DOCKER_HOST."
+        ) from None
 
     original = sshconn.SSHSocket.close
     if getattr(original, "_pgstandby_tolerant", False):
