@@ -138,6 +138,13 @@ class Cluster:
             f" ({where})" if where else ""
         )
 
+    def servers_heading(self) -> str:
+        """describe_servers(), or what runs and why its version is unreadable."""
+        try:
+            return self.describe_servers()
+        except (PgStandbyError, psycopg.Error) as exc:
+            return f"{self.backend.describe()} (server_version unreadable: {exc})"
+
     def _check_version(self) -> None:
         """The ``version`` asked is the one that runs: a mislabelled image or a wrong
         binaries directory is named, not tested against. Reads (and caches) the primary's
@@ -346,10 +353,8 @@ class Cluster:
 
     @staticmethod
     def _keep_wal(node: Node) -> None:
-        """Enough WAL on every node for pg_rewind after a failover, on both sides: the
-        rewound node's from before the split, the new primary's from the switch on (13
-        checkpoints at promotion). RewindTest.pm keeps 320MB. In postgresql.auto.conf, so
-        that set_conf() may change it (a WAL-gap test sets 0, as the seed's servers)."""
+        """WAL kept for pg_rewind after a failover, both sides (RewindTest.pm keeps 320MB);
+        in postgresql.auto.conf, where set_conf() may change it (a WAL-gap test sets 0)."""
         node.set_conf(wal_keep_size=KEPT_WAL)
 
     def _refuse_external(self, what: str) -> None:
@@ -439,10 +444,7 @@ class Cluster:
         out: dict[str, str] = {}
         if not hasattr(self, "primary"):  # the build failed before the primary existed
             return out
-        try:
-            out["servers"] = self.describe_servers()
-        except (PgStandbyError, psycopg.Error) as exc:
-            out["servers"] = f"{self.backend.describe()} (server_version unreadable: {exc})"
+        out["servers"] = self.servers_heading()
         for node in self.nodes:
             for label, read in (("setup", node.setup_output), ("log", node.log)):
                 try:

@@ -112,9 +112,8 @@ def _heal(cluster: Cluster, noted: list[tuple[str, str]]) -> str | None:
         undo("pause_replay", "resume_replay")
         if roles_wrong(cluster):
             return None
-        upstreams = getattr(cluster, "_upstreams", {})
         for standby in cluster.standbys:
-            upstream = upstreams.get(standby.name, cluster.primary)
+            upstream = cluster._upstreams.get(standby.name, cluster.primary)
             upstream.wait_for_catchup(standby, timeout=HEAL_TIMEOUT)
     except (PgStandbyError, psycopg.Error):
         return None

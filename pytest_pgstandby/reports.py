@@ -55,11 +55,7 @@ def involved(cluster: Cluster, error: BaseException | None) -> list[Node]:
 
 def state(cluster: Cluster) -> str:
     """One line per server: what runs, its role, its LSNs, whether it streams."""
-    try:
-        head = cluster.describe_servers()
-    except (PgStandbyError, psycopg.Error) as exc:
-        head = f"{cluster.backend.describe()} (server_version unreadable: {exc})"
-    return "\n".join([head, *(server_line(node) for node in cluster.nodes)])
+    return "\n".join([cluster.servers_heading(), *(server_line(n) for n in cluster.nodes)])
 
 
 _STATE = """

@@ -45,12 +45,15 @@ def _lab_container(env: dict[str, str], role: str) -> str:
     return env.get(f"PGSTANDBY_LAB_{role.upper()}_CONTAINER") or f"postgres-{role}-lab"
 
 
-def _lab_dsn(env: dict[str, str], role: str) -> str:
+def _lab_dsn(env: dict[str, str], role: str, address: str | None = None) -> str:
+    """The lab's server of ``role``: its published port on 127.0.0.1, or port 5432 at
+    ``address`` (its address in the lab's network)."""
     port = env.get(f"PGSTANDBY_LAB_{role.upper()}_PORT", "5432" if role == "primary" else "5433")
     password = env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
     return make_conninfo(
-        host="127.0.0.1", port=port, user="postgres", password=password, dbname="postgres"
-    )
+        host=address or "127.0.0.1", port="5432" if address else port, user="postgres",
+        password=password, dbname="postgres",
+    )  # fmt: skip
 
 
 def _lab_running(env: dict[str, str], role: str) -> bool | None:
@@ -233,11 +236,7 @@ class Lab:
         127.0.0.1, or its address in the lab's network from a job's container."""
         if self.engine.joined is None:
             return _lab_dsn(self.env, role)
-        address = self.engine.join(self.container(role))
-        password = self.env.get("POSTGRES_PASSWORD", LAB_PASSWORD_DEFAULT)
-        return make_conninfo(
-            host=address, port=5432, user="postgres", password=password, dbname="postgres"
-        )
+        return _lab_dsn(self.env, role, self.engine.join(self.container(role)))
 
     def server(self, role: str) -> a.Server:
         return a.Server(self.dsn(role), container=self.container(role))
@@ -354,9 +353,11 @@ class LabEngine:
             "lab check and lab doctor then work from this container."
         )
 
-    def _network(self, container: str) -> str:
-        attrs = self.client.containers.get(container).attrs
-        return str(next(iter(attrs["NetworkSettings"]["Networks"])))
+    def _network(self, container: str) -> tuple[str, str]:
+        """``container``'s (first) network, and its address there."""
+        networks = self.client.containers.get(container).attrs["NetworkSettings"]["Networks"]
+        name = next(iter(networks))
+        return str(name), str(networks[name]["IPAddress"])
 
     def join(self, container: str) -> str:
         """``container``'s address in its network, which this process's container joins
@@ -364,18 +365,17 @@ class LabEngine:
         own = self.joined
         if own is None:
             raise RuntimeError("join() is for a process in one of the daemon's containers")
-        networks = self.client.containers.get(container).attrs["NetworkSettings"]["Networks"]
-        network = next(iter(networks))
+        network, address = self._network(container)
         own.reload()
         if network not in own.attrs["NetworkSettings"]["Networks"]:
             self.client.networks.get(network).connect(own.id)
-        return str(networks[network]["IPAddress"])
+        return address
 
     def leave(self, container: str) -> None:
         """Out of ``container``'s network (before `down` removes it), if joined."""
         if self.joined is None:
             return
         with contextlib.suppress(Exception):  # gone already, or the daemon went
-            self.client.networks.get(self._network(container)).disconnect(
+            self.client.networks.get(self._network(container)[0]).disconnect(
                 self.joined.id, force=True
             )
