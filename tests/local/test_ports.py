@@ -42,36 +42,62 @@ def test_a_reserved_port_is_not_handed_out_again_until_its_owner_dies(
 def test_two_xdist_workers_never_share_a_port_or_a_directory(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
+    """Clusters alive at the same time, in two workers, hold distinct ports and
+    directories. A port released by a finished cluster may be handed out again (the
+    kernel picks), so what is checked is the live set: each cluster adds its ports to
+    it under a lock, finding none of them there, and takes them out before it closes."""
     record = tmp_path / "record.jsonl"
+    live = tmp_path / "live.json"
+    live.write_text("[]")
     pytester.makeconftest(
         f"""
-        import json, os
+        import contextlib, fcntl, json, os, pytest
         from pytest_pgstandby import factories
 
         fresh = factories.cluster(scope="function", backend="local")
 
-        def pytest_configure(config):
-            config._record = {str(record)!r}
-        """
-    )
-    pytester.makepyfile(
-        f"""
-        import json, os, pytest
+        @contextlib.contextmanager
+        def locked():
+            with open({str(live)!r}, "r+") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                held = set(json.load(f))
+                yield held
+                f.seek(0)
+                f.truncate()
+                json.dump(sorted(held), f)
 
-        @pytest.mark.parametrize("i", range(6))
-        def test_pair(fresh, i):
+        @pytest.fixture
+        def held(fresh):
+            mine = {{n.port for n in fresh.nodes}}
+            with locked() as held:
+                clash = mine & held
+                held |= mine
             with open({str(record)!r}, "a") as out:
                 out.write(json.dumps({{
                     "worker": os.environ.get("PYTEST_XDIST_WORKER"),
                     "root": str(fresh.backend.root),
-                    "ports": [n.port for n in fresh.nodes],
+                    "ports": sorted(mine),
+                    "clash": sorted(clash),
                 }}) + "\\n")
+            yield fresh
+            with locked() as held:
+                held -= mine
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_pair(held, i):
+            assert held.primary.execute("select 1") == [(1,)]
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
     result.assert_outcomes(passed=6)
     seen = [json.loads(line) for line in record.read_text().splitlines()]
     assert {s["worker"] for s in seen} == {"gw0", "gw1"}
-    ports = [p for s in seen for p in s["ports"]]
+    assert all(len(s["ports"]) == 2 for s in seen), seen
+    assert [s["clash"] for s in seen] == [[]] * 6, seen
     roots = [s["root"] for s in seen]
-    assert len(set(ports)) == len(ports) and len(set(roots)) == len(roots)
+    assert len(set(roots)) == len(roots)
