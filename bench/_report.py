@@ -14,13 +14,16 @@ from pathlib import Path
 def pytest_run(directory: Path, *args: str) -> float:
     """Wall time of one whole ``pytest -q`` run in ``directory`` (it must pass)."""
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=directory,
-        check=True,
         capture_output=True,
+        text=True,
         timeout=900,
     )
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.splitlines()[-15:])
+        sys.exit(f"pytest {' '.join(args)} in {directory} failed ({done.returncode}):\n{tail}")
     return time.perf_counter() - started
 
 

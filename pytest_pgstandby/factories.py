@@ -13,15 +13,19 @@ from typing import Any
 
 import pytest
 
+from .backends.select import docker_status
 from .cluster import Cluster, build_cluster
 from .config import Settings, from_sources
 from .errors import ConfigurationError, PgStandbyError, UnsupportedError
+from .runshare import run_id, shared_cluster
 from .snapshots import ClusterSnapshot, can_snapshot, take_snapshot
 
 LIVE_KEY = pytest.StashKey[dict[str, "LiveCluster"]]()
 #: per session (per xdist worker): settings -> the snapshot their clusters are copied from,
 #: or None where the backend cannot snapshot (fresh="auto" then rebuilds)
 SNAPSHOTS_KEY = pytest.StashKey[dict[Settings, "ClusterSnapshot | None"]]()
+#: per process: whether the Docker backend can run an image (backend="auto" decides by it)
+DOCKER_USABLE_KEY = pytest.StashKey[dict[str, bool]]()
 _SCOPES = ("function", "class", "module", "package", "session")
 
 
@@ -71,7 +75,9 @@ def cluster_for_request(
         # the marker beats the factory's arguments, which beat the command line
         settings = settings_for(request.config).with_overrides(**overrides)
         settings = settings.with_overrides(**(marker or {}))
-        if request.scope == "function":
+        if run_shared(request.config, settings):
+            cluster = shared_cluster(request.config, settings, shape_key(settings))
+        elif request.scope == "function":
             cluster = fresh_cluster(request.config, settings)
         else:
             cluster = build_cluster(settings)
@@ -88,6 +94,40 @@ def cluster_for_request(
     finally:
         live.pop(key, None)
         cluster.close(keep=settings.keeps(failed=entry.failed))
+
+
+def shape_key(settings: Settings) -> Settings:
+    """The settings that shape a cluster (a snapshot's key): not keep, timeout, report;
+    profile auto as a built cluster's settings say it (a snapshot is local: documented)."""
+    profile = "documented" if settings.profile == "auto" else settings.profile
+    return settings.with_overrides(keep="never", timeout=60.0, report="short", profile=profile)
+
+
+def run_shared(config: pytest.Config, settings: Settings) -> bool:
+    """Whether this cluster comes from the xdist run's shared snapshot (runshare.py): in a
+    worker, for a local cluster a copy can stand for (the conditions of ``fresh``)."""
+    if run_id(config) is None or settings.fresh == "rebuild" or settings.external:
+        return False
+    if settings.hardened or settings.archiving:
+        return False
+    if settings.backend == "auto":
+        usable = config.stash.setdefault(DOCKER_USABLE_KEY, {})
+        if settings.docker_image not in usable:
+            usable[settings.docker_image] = docker_status(settings.docker_image)[0]
+        return not usable[settings.docker_image]
+    return settings.backend == "local"
+
+
+def remake(config: pytest.Config, settings: Settings) -> tuple[Cluster, str]:
+    """A cluster in place of a changed shared one, and how it was made: a copy of a
+    snapshot of its shape where there is one, else a build by the scripts."""
+    if run_shared(config, settings):
+        made = shared_cluster(config, settings, shape_key(settings))
+        return made, "restored from the run's snapshot"
+    snapshot = config.stash.get(SNAPSHOTS_KEY, {}).get(shape_key(settings))
+    if snapshot is not None:
+        return snapshot.restore(settings), "restored from the session's snapshot"
+    return build_cluster(settings), "rebuilt by the scripts"
 
 
 def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
@@ -108,8 +148,7 @@ def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
     if settings.fresh == "rebuild" or settings.external or settings.hardened or settings.archiving:
         return build_cluster(settings)
     snapshots = config.stash.setdefault(SNAPSHOTS_KEY, {})
-    # not part of the shape
-    key = settings.with_overrides(keep="never", timeout=60.0, report="short")
+    key = shape_key(settings)
     if key in snapshots:
         snapshot = snapshots[key]
         return snapshot.restore(settings) if snapshot else build_cluster(settings)

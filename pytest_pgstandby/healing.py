@@ -8,18 +8,24 @@ per node, which also catches a ``pg_promote()`` sent as SQL). Untouched: nothing
 Only paused, partitioned, stopped, killed or replay-paused nodes: healed (resume, heal,
 start, resume_replay) and checked to stream again. Anything else (a promote, a follow, a
 rewind, settings, slots, added or removed nodes), or a heal that does not bring the pair
-back: rebuilt in place by the scripts, under the same object the tests hold.
+back: made again in place, under the same object the tests hold: a copy of a snapshot of
+its shape where the caller has one (factories.remake), else by the scripts.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
 
 from .cluster import Cluster, build_cluster
+from .config import Settings
 from .errors import PgStandbyError
+
+#: makes a cluster of the settings and says how ("rebuilt by the scripts")
+Remake = Callable[[Settings], tuple[Cluster, str]]
 
 #: verbs whose effect a heal undoes; any other means a rebuild
 HEALABLE = frozenset(
@@ -48,10 +54,15 @@ class Restored:
         )
 
 
-def restore(cluster: Cluster, keep: bool = False) -> Restored | None:
+def _build(settings: Settings) -> tuple[Cluster, str]:
+    return build_cluster(settings), "rebuilt by the scripts"
+
+
+def restore(cluster: Cluster, keep: bool = False, remake: Remake = _build) -> Restored | None:
     """Put ``cluster`` back as it was built if a test changed it (None: it did not).
     ``keep``: a rebuild leaves the changed servers running for inspection (keep=on-failure
-    after a failed test), as teardown would."""
+    after a failed test), as teardown would. ``remake``: how a new one is made (from a
+    snapshot of its shape where the caller has one), and the words for it."""
     started = time.monotonic()
     noted = list(cluster.journal)
     cluster.journal.clear()
@@ -67,8 +78,8 @@ def restore(cluster: Cluster, keep: bool = False) -> Restored | None:
         if done is not None:
             cluster.journal.clear()
             return Restored(changes, f"healed ({done})", time.monotonic() - started)
-    rebuild(cluster, keep)
-    return Restored(changes, "rebuilt by the scripts", time.monotonic() - started)
+    how = rebuild(cluster, keep, remake)
+    return Restored(changes, how, time.monotonic() - started)
 
 
 def roles_wrong(cluster: Cluster) -> list[str]:
@@ -120,11 +131,12 @@ def _heal(cluster: Cluster, noted: list[tuple[str, str]]) -> str | None:
     return ", ".join(done)
 
 
-def rebuild(cluster: Cluster, keep: bool = False) -> None:
-    """Close ``cluster`` and build it again with its settings, in place: fixtures and
-    tests keep the same object; its nodes are new."""
+def rebuild(cluster: Cluster, keep: bool = False, remake: Remake = _build) -> str:
+    """Close ``cluster`` and make it again with its settings, in place: fixtures and
+    tests keep the same object; its nodes are new. Says how it was made."""
     settings = cluster.settings
     cluster.close(keep=keep)
-    fresh = build_cluster(settings)
+    fresh, how = remake(settings)
     fresh.journal.clear()
     vars(cluster).update(vars(fresh))
+    return how

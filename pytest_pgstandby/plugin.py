@@ -5,6 +5,7 @@ test's report."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -15,7 +16,7 @@ from dataclasses import fields
 import psycopg
 import pytest
 
-from . import binaries, healing, reports
+from . import binaries, factories, healing, reports, runshare
 from ._text import mask_secrets
 from .assertions.lag import LagSample
 from .backends.select import docker_status, engine_status
@@ -39,6 +40,8 @@ SERVER_PROPERTY = "pgstandby_server"
 _SERVERS_RAN: Counter[tuple[str, str]] = Counter()
 RESTORED_PROPERTY = "pgstandby_restored"
 _RESTORED: list[str] = []
+#: in the xdist controller: the run directories its workers shared (runshare.py)
+_RUN_DIRS: list[str] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -264,10 +267,24 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if entry is None or not entry.shared:
             continue
         keep = entry.cluster.settings.keeps(failed=entry.failed)
-        restored = healing.restore(entry.cluster, keep=keep)
+        remake = functools.partial(factories.remake, item.config)
+        restored = healing.restore(entry.cluster, keep=keep, remake=remake)
         if restored is not None:
             entry.note = restored.line(item.nodeid, name)
     return result
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """xdist's controller: a worker ended; note the shared run directories it used."""
+    _RUN_DIRS.extend(getattr(node, "workeroutput", {}).get(runshare.RUNS_OUTPUT, []))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller removes what its workers shared, once every worker is down."""
+    if _RUN_DIRS and getattr(config, "workerinput", None) is None:
+        runshare.remove_runs(_RUN_DIRS)
+        _RUN_DIRS.clear()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

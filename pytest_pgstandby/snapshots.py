@@ -10,10 +10,12 @@ runs the script for every test instead).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 from .backends.local import LocalBackend
-from .backends.snapshot import LocalSnapshot, restore, take
+from .backends.snapshot import LocalSnapshot, SnapshotNode, restore, take
 from .cluster import Cluster
 from .config import Settings
 from .errors import UnsupportedError
@@ -49,6 +51,25 @@ class ClusterSnapshot:
     def close(self) -> None:
         self.saved.close()
 
+    def describe(self) -> dict[str, Any]:
+        """What ``described`` needs to restore it in another process (JSON-ready; the
+        passwords included: keep it as private as the files)."""
+        saved = asdict(self.saved)
+        saved["root"] = str(self.saved.root)
+        shape = {"upstreams": self.upstreams, "slots": self.slots}
+        return {"saved": saved, **shape, "synchronous": self.synchronous}
+
+    @classmethod
+    def described(cls, settings: Settings, text: dict[str, Any]) -> ClusterSnapshot:
+        saved = dict(text["saved"])
+        nodes = tuple(SnapshotNode(**n) for n in saved["nodes"])
+        superuser, replication = saved["passwords"]
+        local = LocalSnapshot(
+            Path(saved["root"]), nodes, saved["binaries"], (superuser, replication)
+        )
+        slots = [(upstream, slot) for upstream, slot in text["slots"]]
+        return cls(settings, local, text["upstreams"], slots, text["synchronous"])
+
     def __enter__(self) -> ClusterSnapshot:
         return self
 
@@ -61,9 +82,9 @@ def can_snapshot(cluster: Cluster) -> bool:
     return isinstance(cluster.backend, LocalBackend)
 
 
-def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
+def take_snapshot(cluster: Cluster, into: Path | None = None) -> ClusterSnapshot:
     """Stop the cluster's servers cleanly, copy their files, start them again (the cluster
-    stays usable). Local clusters only."""
+    stays usable). Local clusters only. ``into``: the new directory to keep them in."""
     backend = cluster.backend
     if not isinstance(backend, LocalBackend):  # can_snapshot, spelt out for mypy
         raise UnsupportedError(
@@ -74,7 +95,7 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
     upstreams, slots, synchronous = cluster.shape()
     for node in cluster.nodes:
         node.close_connections()  # the clean stop ends them: none may be kept past it
-    saved = take(backend, upstreams)
+    saved = take(backend, upstreams, into)
     _wait_streaming(cluster)
     return ClusterSnapshot(cluster.settings, saved, upstreams, slots, synchronous)
 

@@ -54,10 +54,17 @@ class LocalSnapshot:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def take(backend: LocalBackend, upstreams: dict[str, str]) -> LocalSnapshot:
+def take(
+    backend: LocalBackend, upstreams: dict[str, str], into: Path | None = None
+) -> LocalSnapshot:
     """Stop the nodes (the primary first, so that its standbys receive its shutdown
-    checkpoint), copy them, and start them again."""
-    root = Path(tempfile.mkdtemp(prefix=SNAPSHOT_PREFIX, dir=backend.base))
+    checkpoint), copy them, and start them again. ``into``: a new directory of that name
+    (a run's shared snapshot), else one made in the harness directory."""
+    if into is None:
+        root = Path(tempfile.mkdtemp(prefix=SNAPSHOT_PREFIX, dir=backend.base))
+    else:
+        into.mkdir(mode=0o700)
+        root = into
     try:
         (root / OWNER_MARK).write_text(owner_stamp())
         backend.account.chown(root)

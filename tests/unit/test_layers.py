@@ -61,6 +61,7 @@ LAYERS: dict[str, int] = {
     "assertions": 20,
     "classroom": 0,
     "classroom.doctor": 21,
+    "runshare": 20,
     "factories": 21,
     "reports": 21,
     "healing": 21,
