@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .._text import MASK, mask_secrets
 from .._wait import connect_budget, poll_until
+from ..errors import ConfigurationError
 
 StopMode = Literal["smart", "fast", "immediate"]
 Role = Literal["primary", "standby"]
@@ -45,11 +46,62 @@ def wait_accepting(
     a container's published port may not be known yet)."""
 
     def accepts() -> bool:
-        with psycopg.connect(conninfo(), connect_timeout=connect_budget(2)) as conn:
+        try:
+            conn = psycopg.connect(conninfo(), connect_timeout=connect_budget(2))
+        except psycopg.OperationalError as exc:
+            permanent = permanent_connect_error(exc)
+            if permanent is not None:
+                raise ConfigurationError(
+                    f"gave up at once waiting for {what}: {permanent}"
+                ) from None
+            raise
+        with conn:
             conn.execute("SELECT 1")
         return True
 
     poll_until(accepts, what=what, timeout=timeout, log=log, abort=abort)
+
+
+#: what libpq or a server says of a connection that no wait can change (English server
+#: messages: a server with other lc_messages is waited for, as before), and the fix
+_PERMANENT = (
+    (
+        (
+            "password authentication failed",
+            "no password supplied",
+            "authentication failed for user",
+            "no pg_hba.conf entry",
+        ),
+        "correct the user and password in the DSN (or PGPASSWORD, ~/.pgpass), or let the "
+        "server's pg_hba.conf admit this client",
+    ),
+    (('" does not exist',), "name a role and a database that exist on that server"),
+    (
+        (
+            "invalid integer value",
+            "invalid connection option",
+            'missing "=" after',
+            "invalid port number",
+            "unterminated quoted string",
+            "invalid sslmode value",
+            "invalid target_session_attrs value",
+        ),
+        "correct the DSN: 'host=... port=5432 user=... password=... dbname=...' or "
+        "'postgresql://user:password@host:port/dbname'",
+    ),
+)
+
+
+def permanent_connect_error(exc: psycopg.Error) -> str | None:
+    """A failed connection that waiting cannot mend (bad credentials, no such role or
+    database, a malformed conninfo) in one line with its fix; None for what may pass (a
+    server still starting, a refused or timed-out connection)."""
+    text = str(exc).strip()
+    for needles, fix in _PERMANENT:
+        if any(needle in text for needle in needles):
+            said = text.splitlines()[0].rpartition("failed: ")[2] or text
+            return f"{mask_secrets(said)}. Fix: {fix}."
+    return None
 
 
 def conninfo_params(dsn: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ import psycopg
 
 from .._text import mask_secrets
 from .._wait import connect_budget
-from ..errors import ConfigurationError, FilesUnavailableError, NotOwnedError
+from ..errors import ConfigurationError, FilesUnavailableError, NotOwnedError, WrongRoleError
 from .base import (
     CONTAINER_PGDATA,
     NodeHandle,
@@ -198,12 +198,31 @@ class ExternalNode:
             return False
 
     def wait_ready(self) -> None:
+        """Until it accepts connections; then a server given as the primary must not be in
+        recovery and one given as a standby must be (the tests would fail on their own
+        asserts otherwise, far from the cause)."""
         wait_accepting(
             lambda: self.dsn,
             what=f"{self._label()} to accept connections",
             timeout=self.timeout,
             log=self.log,
         )
+        if self.role not in ("primary", "standby"):
+            return
+        with psycopg.connect(self.dsn, connect_timeout=connect_budget(5)) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        in_recovery = bool(row and row[0])
+        if in_recovery != (self.role == "standby"):
+            really = "a standby (in recovery)" if in_recovery else "a primary (not in recovery)"
+            fix = (
+                "the DSN of a standby of that primary (standby.signal, streaming from it)"
+                if self.role == "standby"
+                else "the DSN of the primary (its standbys' primary_conninfo names it)"
+            )
+            raise WrongRoleError(
+                f"{self._label()}, given by {self._origin} as the {self.role}, is {really}, "
+                f"not a {self.role}. Fix: give {fix}."
+            )
 
     def log(self) -> str:
         """The container's output for a server named by container; else nothing (its log is
