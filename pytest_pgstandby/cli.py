@@ -32,10 +32,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import assertions as a
 from ._wait import poll_until
+from .backends.base import not_postgres, shown_dsn
 from .classroom import doctor, exercises, lagview, walkthrough
 from .classroom.labctl import LAB_IMAGE_DEFAULT, Lab
 from .cluster import start_cluster
-from .config import BACKENDS, Settings
+from .config import BACKENDS, from_sources
 from .errors import ConfigurationError, PgStandbyError, WaitTimeoutError
 from .labfiles import lab_file
 from .node import Node
@@ -156,11 +157,21 @@ def diagnose(primary: a.Server, standby: a.Server) -> int:
 
 
 def _given_pair(args: argparse.Namespace) -> tuple[a.Server, a.Server]:
-    """The pair named by `check`'s and `doctor`'s options (see _add_pair_options)."""
+    """The pair named by `check`'s and `doctor`'s options (see _add_pair_options); a DSN
+    where no PostgreSQL answers is refused at once, in one line (each check would wait
+    out its own timeout on it)."""
     primary = a.Server(args.primary, container=args.primary_container)
     standby = a.Server(
         args.standby, data_dir=args.standby_data_dir, container=args.standby_container
     )
+    for role, server in (("primary", primary), ("standby", standby)):
+        seen = not_postgres(server.dsn)
+        if seen is not None:
+            raise ConfigurationError(
+                f"--{role} {shown_dsn(server.dsn)}: no PostgreSQL server there: {seen}. "
+                f"Fix: the {role}'s DSN, with the port its server listens on (`SHOW port`); "
+                "if that server is frozen (paused, stopped with SIGSTOP), resume it first."
+            )
     return primary, standby
 
 
@@ -193,11 +204,18 @@ def lag_command(args: argparse.Namespace) -> int:
 
 
 def pair(args: argparse.Namespace) -> int:
+    """A harness-built pair until Ctrl-C, shaped as the plugin would shape it: these
+    options, then the ``PGSTANDBY_*`` variables, then the defaults."""
     overrides = {"backend": args.backend, "standbys": args.standbys, "image": args.image}
-    try:
-        settings = Settings().with_overrides(
-            **{k: v for k, v in overrides.items() if v is not None}
+    if os.environ.get("PGSTANDBY_PRIMARY_DSN") or os.environ.get("PGSTANDBY_STANDBY_DSN"):
+        raise ConfigurationError(
+            "pgstandby pair brings up a pair of its own, but the environment names servers "
+            "it did not start (PGSTANDBY_PRIMARY_DSN / PGSTANDBY_STANDBY_DSN). Fix: unset "
+            "them for `pair`, or grade those servers with `pgstandby check --primary DSN "
+            "--standby DSN`."
         )
+    try:
+        settings = from_sources(cli=overrides.get)
     except ConfigurationError as exc:  # in this command's words: --standbys, not pytest's
         raise ConfigurationError(str(exc).replace("--pgstandby-", "--")) from None
     stop = threading.Event()
@@ -310,7 +328,7 @@ def parser() -> argparse.ArgumentParser:
     lag_p.set_defaults(func=lag_command)
 
     pair_p = sub.add_parser("pair", help="bring a harness-built pair up until Ctrl-C")
-    pair_p.add_argument("--backend", choices=BACKENDS, default=None)
+    pair_p.add_argument("--backend", choices=[b for b in BACKENDS if b != "external"], default=None)
     pair_p.add_argument("--standbys", type=int, default=None)
     pair_p.add_argument("--image", default=None)
     pair_p.add_argument(

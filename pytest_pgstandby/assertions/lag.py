@@ -135,7 +135,10 @@ def assert_replication_lag(
     sconn = connect(s, report, "standby", timeout=min(CONNECT_TIMEOUT, bound or CONNECT_TIMEOUT))
     seen = _Samples()
     try:
-        return _measure_lag(pconn, sconn, report, max_bytes, max_seconds, bound, seen)
+        # unreachable, a standby is known on the primary only by the name the harness
+        # gave it (its cluster_name, the walreceiver's application_name)
+        known = s.handle.name or None
+        return _measure_lag(pconn, sconn, report, max_bytes, max_seconds, bound, seen, known)
     except psycopg.Error as exc:
         report.problem(f"query failed: {error_text(exc)}")
         seen.raise_if_problems(report)
@@ -154,6 +157,7 @@ def _measure_lag(
     max_seconds: float | None,
     bound: float | None,
     seen: _Samples,
+    known: str | None = None,
 ) -> ReplicationLag:
     __tracebackhide__ = True
     primary_lsn = standby_lsn = marker = None
@@ -164,7 +168,7 @@ def _measure_lag(
         report.problem("the primary is in recovery: pass the primary first, then the standby")
         seen.raise_if_problems(report)
     senders = walsenders(pconn)
-    app_name: str | None = None
+    app_name: str | None = known
     flushed: str | None = None
     if sconn is not None:
         in_recovery = bool(scalar(sconn, "SELECT pg_is_in_recovery()"))
@@ -232,13 +236,19 @@ def _one_sender(
     conn: Any,
     report: Report,
 ) -> dict[str, Any] | None:
-    """The standby's walsender by the one rule (``pick_walsenders``); with no standby to
-    ask (unreachable), the only walsender there is, if there is one."""
-    named = senders if app_name is None else pick_walsenders(senders, app_name, flushed, conn)
+    """The standby's walsender by the one rule (``pick_walsenders``). With no standby to
+    ask (unreachable) and no name it is known by, none: another standby's walsender must
+    never be graded as this one's."""
+    named = [] if app_name is None else pick_walsenders(senders, app_name, flushed, conn)
     for r in senders:
         report.see(f"primary {show_sender(r)}")
     if not senders:
         report.see("primary pg_stat_replication: no walsender")
+    elif app_name is None:
+        report.see(
+            f"standby unreachable and known by no name here: which of the primary's "
+            f"{len(senders)} walsender(s) serves it cannot be told, so none is graded"
+        )
     return named[0] if len(named) == 1 else None
 
 

@@ -104,6 +104,36 @@ def permanent_connect_error(exc: psycopg.Error) -> str | None:
     return None
 
 
+#: libpq's words for a peer that answered, but not as PostgreSQL does
+_NOT_POSTGRES = (
+    "invalid response to SSL negotiation",
+    "expected authentication request from server",
+    "received invalid response",
+    "unexpected message from server",
+    "SSL SYSCALL error",
+)
+
+
+def not_postgres(dsn: str, timeout: float = 3.0) -> str | None:
+    """What answers at the DSN's address when it is not a PostgreSQL server (garbage
+    instead of the protocol, or silence for ``timeout`` seconds: no server of ours, or a
+    frozen one); None when PostgreSQL answers, even to refuse this client, and when
+    nothing listens at all (``connection refused``: a stopped server, for a check to
+    report)."""
+    try:
+        psycopg.connect(dsn, connect_timeout=connect_budget(timeout)).close()
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip()
+        said = mask_secrets(text.splitlines()[0].rpartition("failed: ")[2] or text)
+        if "timeout expired" in text:
+            return f"nothing answered within {timeout:g} s ({said})"
+        if any(words in text for words in _NOT_POSTGRES):
+            return f"it answered, but not as PostgreSQL does ({said})"
+    except psycopg.Error:
+        pass  # a malformed DSN: the caller's own parse names it
+    return None
+
+
 def conninfo_params(dsn: str) -> dict[str, str]:
     """A conninfo string or URI as a dict of strings (psycopg.ProgrammingError if invalid)."""
     return {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}

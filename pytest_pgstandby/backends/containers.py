@@ -35,6 +35,7 @@ from .engines import (
     EngineAddress,
     default_profile,
     engine_address,
+    no_daemon,
     own_container,
     reached,
     tolerate_ended_ssh,
@@ -60,11 +61,7 @@ def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
         client.ping()
     except Exception as exc:
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise DockerUnavailableError(
-            f"no Docker daemon answers at {where} ({type(exc).__name__}: {exc}). Fix: start "
-            "one (`dockerd &` as root, or `systemctl start docker`), set DOCKER_HOST, or use "
-            "--pgstandby-backend=local."
-        ) from None
+        raise DockerUnavailableError(no_daemon(where, exc)) from None
     return client
 
 

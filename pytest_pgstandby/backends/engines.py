@@ -6,9 +6,12 @@ runs in, when it runs in one of that daemon's (it then joins each cluster's netw
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import re
 import socket
+import stat
 import subprocess
 import urllib.parse
 from dataclasses import dataclass
@@ -179,3 +182,30 @@ def engine_address() -> EngineAddress:
     if override:
         how += f", reached as TC_HOST={override}"
     return EngineAddress(url, how, host, publish_ip)
+
+
+def no_daemon(where: str, exc: BaseException) -> str:
+    """Why no daemon answers at ``where``, with the fix. A local socket that refuses this
+    account is named as such: its daemon runs, and starting one is not the fix."""
+    seen = f"{type(exc).__name__}: {exc}"
+    path = where.removeprefix("unix://")
+    if where.startswith("unix://") and ("PermissionError" in seen or "Permission denied" in seen):
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        try:
+            st = os.stat(path)
+            group = grp.getgrgid(st.st_gid).gr_name
+            owner = f"{pwd.getpwuid(st.st_uid).pw_name}:{group} {stat.filemode(st.st_mode)}"
+        except (OSError, KeyError):
+            group, owner = "docker", "unreadable"
+        return (
+            f"the Docker daemon's socket {path} refuses the account {me!r} (permission "
+            f"denied; the socket is {owner}). Fix: add the account to the {group!r} group "
+            f"(`usermod -aG {group} {me}` as root, then log in again), point DOCKER_HOST at a "
+            "daemon this account may use (rootless Docker or Podman), or use "
+            "--pgstandby-backend=local."
+        )
+    return (
+        f"no Docker daemon answers at {where} ({seen}). Fix: start one (`dockerd &` as "
+        "root, or `systemctl start docker`), set DOCKER_HOST, or use "
+        "--pgstandby-backend=local."
+    )

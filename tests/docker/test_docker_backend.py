@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pytest_pgstandby import (
     start_cluster,
     take_snapshot,
 )
-from pytest_pgstandby.backends.docker import LABEL, LABEL_CLUSTER, DockerBackend
+from pytest_pgstandby.backends.docker import LABEL, LABEL_CLUSTER, DockerBackend, connect_docker
 from tests.helpers import reapers_of, wait_for_child_file
 
 
@@ -106,6 +107,44 @@ def test_no_daemon_names_how_to_start_one(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(DockerUnavailableError, match=r"no Docker daemon answers.*dockerd"):
         DockerBackend("pgstandby/postgres:15")
+
+
+def test_a_socket_that_refuses_the_account_is_named_with_the_group_not_start_dockerd(
+    docker_client, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 #10: an account without Docker access was told that no daemon answers and
+    to start dockerd. Run as root: a forked child drops to ``nobody`` (no groups) and asks
+    the daemon's own socket."""
+    if os.geteuid() != 0:
+        pytest.fail("switching to another account needs root; the Docker suite runs as root")
+    socket_path = "/var/run/docker.sock"
+    if not os.path.exists(socket_path):
+        pytest.fail(f"this test asks the daemon's socket at {socket_path}, which is absent")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{socket_path}")
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: never returns into pytest
+        try:
+            os.close(reader)
+            os.setgroups([])
+            os.setgid(pwd.getpwnam("nobody").pw_gid)
+            os.setuid(pwd.getpwnam("nobody").pw_uid)
+            try:
+                connect_docker(timeout=5)
+                said = "connected"
+            except DockerUnavailableError as exc:
+                said = str(exc)
+            os.write(writer, said.encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as got:
+        said = got.read()
+    os.waitpid(child, 0)
+    assert said.startswith(f"the Docker daemon's socket {socket_path} refuses the account "), said
+    assert "'nobody' (permission denied; the socket is root:" in said, said
+    assert "Fix: add the account to the" in said and "usermod -aG" in said, said
+    assert "dockerd &" not in said, said
 
 
 def test_name_clash_with_a_foreign_container_is_refused_untouched(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,3 +296,20 @@ def test_node_and_server_forms_agree(pair: Cluster) -> None:
     assert assert_primary_conninfo(node) == assert_primary_conninfo(
         Server(node.dsn, data_dir=node.data_dir)
     )
+
+
+def test_an_unreachable_nameless_standby_is_never_graded_by_another_ones_walsender(
+    pair: Cluster,
+) -> None:
+    """Issue 20 #10: a standby DSN where nothing answers, on a primary with one walsender
+    (another standby's): that walsender's replay position stood in for the lag."""
+    primary = pair.primary.dsn
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nothing = s.getsockname()[1]  # bound, not listening: connections are refused
+        with pytest.raises(ReplicationAssertionError) as info:
+            assert_replication_lag(primary, f"host=127.0.0.1 port={nothing} user=postgres")
+    text = str(info.value)
+    assert "cannot connect to the standby" in text
+    assert "which of the primary's 1 walsender(s) serves it cannot be told" in text, text
+    assert "the primary's view" not in text and "byte lag: unknown" in text, text

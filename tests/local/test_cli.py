@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -60,10 +62,12 @@ def test_check_without_arguments_is_a_usage_error() -> None:
 
 
 def test_pair_holds_a_local_pair_until_interrupted_then_removes_it() -> None:
+    """PGSTANDBY_* shape it as they shape the plugin's (issue 20 #10: they were ignored)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_pgstandby.cli", "pair", "--backend", "local"],
+        [sys.executable, "-m", "pytest_pgstandby.cli", "pair"],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PGSTANDBY_BACKEND": "local", "PGSTANDBY_STANDBYS": "2"},
     )
     assert proc.stdout is not None
     lines = []
@@ -72,6 +76,8 @@ def test_pair_holds_a_local_pair_until_interrupted_then_removes_it() -> None:
             lines.append(line)
             if line.startswith("Ctrl-C"):
                 break
+        assert any(line.strip().startswith("standby2") for line in lines), lines
+        assert "local:" in lines[0], lines[0]
         standby_line = next(line for line in lines if line.strip().startswith("standby1"))
         dsn = standby_line.split(None, 1)[1].split("   data:")[0]
         data_dir = Path(standby_line.rsplit("data: ", 1)[1].strip())
@@ -88,6 +94,33 @@ def test_pair_holds_a_local_pair_until_interrupted_then_removes_it() -> None:
             proc.kill()
     assert not data_dir.exists() and not passfile.exists()
     assert processes_under(data_dir.parent) == []
+
+
+def test_pair_refuses_servers_it_did_not_start_naming_check_not_options_it_lacks(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "PGSTANDBY_TMPDIR": str(tmp_path)}
+    given = subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "pair"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PGSTANDBY_PRIMARY_DSN": "host=127.0.0.1 port=1 password=secret"},
+    )
+    assert given.returncode == 2, given.stderr
+    assert given.stderr.startswith("pgstandby: error: pgstandby pair brings up a pair of its own")
+    assert "pgstandby check --primary DSN --standby DSN" in given.stderr
+    assert len(given.stderr.strip().splitlines()) == 1 and "secret" not in given.stderr
+    asked = subprocess.run(
+        [sys.executable, "-m", "pytest_pgstandby.cli", "pair", "--backend", "external"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert asked.returncode == 2 and "invalid choice: 'external'" in asked.stderr
+    assert "--primary-dsn" not in asked.stderr  # an option pair does not have
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("count", ["0", "-1"])
@@ -235,3 +268,65 @@ def test_lab_check_without_an_answering_docker_says_so_not_that_the_lab_is_absen
     assert len(lines) == 1 and "cannot ask Docker about the lab's primary" in lines[0]
     assert "/nonexistent/docker.sock" in lines[0] and "Fix: start a daemon" in lines[0]
     assert "absent" not in lines[0]
+
+
+@pytest.fixture
+def not_postgres_ports() -> Iterator[dict[str, int]]:
+    """Two ports of this test on 127.0.0.1 where no PostgreSQL listens: one answers as an
+    HTTP server would, one accepts connections and says nothing."""
+    servers: dict[str, socket.socket] = {}
+    stop = threading.Event()
+    for kind in ("http", "silent"):
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(0.2)
+        servers[kind] = listener
+
+    def serve(kind: str, listener: socket.socket) -> None:
+        held = []
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)
+            if kind == "http":
+                conn.recv(64)
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+        for conn in held:
+            conn.close()
+
+    threads = [threading.Thread(target=serve, args=item) for item in servers.items()]
+    for thread in threads:
+        thread.start()
+    yield {kind: listener.getsockname()[1] for kind, listener in servers.items()}
+    stop.set()
+    for thread in threads:
+        thread.join()
+    for listener in servers.values():
+        listener.close()
+
+
+@pytest.mark.parametrize("kind", ["http", "silent"])
+@pytest.mark.parametrize("command", ["check", "doctor"])
+def test_check_and_doctor_refuse_a_port_where_no_postgresql_answers_in_one_line(
+    pgstandby_settings: Settings, not_postgres_ports: dict[str, int], kind: str, command: str
+) -> None:
+    """Issue 20 #10: it printed five timeouts over 23 s (a silent port), then graded
+    another standby's walsender as this one's."""
+    port = not_postgres_ports[kind]
+    with start_cluster(pgstandby_settings, backend="local") as cluster:
+        result = _check(
+            f"--primary={cluster.primary.dsn}",
+            f"--standby=host=127.0.0.1 port={port} user=postgres password=secret",
+            command=command,
+        )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and result.stdout == "", result.stdout + result.stderr
+    expected = {
+        "http": "it answered, but not as PostgreSQL does (received invalid response to SSL",
+        "silent": "nothing answered within 3 s",
+    }[kind]
+    assert f"port={port}" in lines[0] and "no PostgreSQL server there" in lines[0], lines[0]
+    assert expected in lines[0] and "Fix: the standby's DSN" in lines[0], lines[0]
+    assert "secret" not in result.stderr
