@@ -2,8 +2,7 @@
 docs/applications.md (SQLAlchemy engines, Django settings, stale reads, read-your-writes, a
 delayed replica, a failover, a partitioned and a frozen replica: 11 tests, some on a
 cluster of their own) and 7 reads through two engines on the session cluster. Wall time of
-the whole pytest run with ``-n 0``, ``-n 2`` and ``-n 2 --dist worksteal``, per backend,
-alternating in one run.
+the whole pytest run with ``-n 0`` and ``-n 2``, per backend, alternating in one run.
 
     python bench/app_suite.py --rounds 3 --json bench/results/app_suite.json
 """
@@ -20,8 +19,6 @@ from pathlib import Path
 from _report import pytest_run as run
 from _report import report  # bench/ is the script's own directory
 
-#: xdist's scheduler that lets an idle worker take tests queued behind a slow one
-WORKSTEAL = ["-n", "2", "--dist", "worksteal"]
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "applications.md"
 
 READS = """
@@ -58,15 +55,14 @@ def main() -> None:
     parser.add_argument("--json", default="bench/results/app_suite.json")
     args = parser.parse_args()
     backends = args.backends.split(",")
-    runs = {"-n 0": ["-n", "0"], "-n 2": ["-n", "2"], "-n 2 worksteal": WORKSTEAL}
-    times: dict[str, list[float]] = {f"{b} {r}": [] for b in backends for r in runs}
+    times: dict[str, list[float]] = {f"{b} -n {n}": [] for b in backends for n in (0, 2)}
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         counts = {b: suite(Path(tmp, b), b) for b in backends}
         for _ in range(args.rounds):
             for b in backends:
-                for name, argv in runs.items():
-                    times[f"{b} {name}"].append(run(Path(tmp, b), *argv))
-    pairs = tuple((f"{b} {r}", f"{b} -n 0") for b in backends for r in runs if r != "-n 0")
+                for n in (0, 2):
+                    times[f"{b} -n {n}"].append(run(Path(tmp, b), "-n", str(n)))
+    pairs = tuple((f"{b} -n 2", f"{b} -n 0") for b in backends)
     report(
         times,
         pairs[0],
