@@ -22,7 +22,7 @@ from typing import Any
 
 from ..binaries import Binaries
 from ..errors import BinariesNotFoundError, SetupFailedError, WaitTimeoutError
-from .sessions import private_dir
+from .sessions import filesystem_problem, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def run_as(
     if result.returncode != 0:
         where = f"  output ({output}):\n" if output else ""
         text = output.read_text(errors="replace") if output else text
-        raise SetupFailedError(
-            f"`{shlex.join(argv)}` exited with status {result.returncode}.\n{where}" + text[-3000:]
-        )
+        cause = filesystem_problem(text)
+        said = f"failed: {cause}" if cause else f"exited with status {result.returncode}"
+        raise SetupFailedError(f"`{shlex.join(argv)}` {said}.\n{where}" + text[-3000:])
     return text

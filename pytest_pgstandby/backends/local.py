@@ -33,6 +33,7 @@ from .sessions import (
     OWNER_MARK,
     ROOT_PREFIX,
     default_base,
+    filesystem_problem,
     harness_dir,
     refuse_in_use,
     remove_session,
@@ -90,10 +91,13 @@ class LocalBackend:
                 shutil.copy2(lab_file(script), self.scripts / script)
                 os.chmod(self.scripts / script, 0o755)
             self.bins = self._reachable(found)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(self.root, ignore_errors=True)
             with contextlib.suppress(OSError):
                 self.base.rmdir()  # only when empty: a refused first run leaves nothing
+            cause = filesystem_problem(str(exc)) if isinstance(exc, OSError) else None
+            if cause is not None:
+                raise SetupFailedError(f"cannot prepare {self.root}: {cause}.") from None
             raise
 
     def _make_root(self) -> Path:
@@ -108,6 +112,11 @@ class LocalBackend:
                 "PGSTANDBY_TMPDIR to a directory this account can write and every account "
                 "can traverse, such as /tmp."
             ) from None
+        except OSError as exc:
+            cause = filesystem_problem(str(exc))
+            if cause is None:
+                raise
+            raise SetupFailedError(f"cannot make a session directory: {cause}.") from None
 
     def _reachable(self, found: Binaries) -> Binaries:
         if not reachable_by(self.account, [self.scripts / "setup-standby.sh"]):

@@ -44,6 +44,30 @@ def default_base() -> Path:
     return Path(tempfile.gettempdir())
 
 
+#: what a step's output or an OSError says when the harness's filesystem is the cause
+_FILESYSTEM = (
+    ("No space left on device", "full"),
+    ("Disk quota exceeded", "over this account's quota"),
+    ("Read-only file system", "read-only"),
+)
+
+
+def filesystem_problem(seen: str) -> str | None:
+    """The harness directory's filesystem as the cause of a failure (``seen``: a step's
+    output, an OSError's text), in words with the fix; None when it is not the cause."""
+    for words, state in _FILESYSTEM:
+        if words in seen:
+            base = default_base()
+            room = f"free space there (`df -h {base}`), or " if state != "read-only" else ""
+            return (
+                f"the filesystem of the harness's temporary directory {base} is {state} "
+                f"({words}). Fix: {room}set PGSTANDBY_TMPDIR to a directory on a writable "
+                "filesystem with room (a pair takes ~100 MB) that every account can traverse, "
+                "such as /tmp"
+            )
+    return None
+
+
 def processes_under(root: Path) -> list[int]:
     """PIDs whose working directory lies under ``root``. Only an observation (tests ask it
     whether anything is left): nothing is signalled for standing in a directory."""
@@ -128,6 +152,12 @@ def harness_dir(parent: Path, servers_uid: int, who: str) -> Path:
             f"the harness directory cannot be made in {parent}: it cannot be reached by the "
             f"account {who!r} ({exc.strerror}). Fix: set PGSTANDBY_TMPDIR to a directory "
             "this account can write and every account can traverse, such as /tmp."
+        ) from None
+    except OSError as exc:
+        raise SetupFailedError(
+            f"the harness directory cannot be made in {parent}: "
+            + (filesystem_problem(str(exc)) or f"{exc}. Fix: set PGSTANDBY_TMPDIR elsewhere")
+            + "."
         ) from None
 
 

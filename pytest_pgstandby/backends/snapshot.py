@@ -26,7 +26,7 @@ from .base import Role
 from .local import LocalBackend
 from .local_node import LocalNode
 from .owners import owner_stamp
-from .sessions import OWNER_MARK, ROOT_PREFIX
+from .sessions import OWNER_MARK, ROOT_PREFIX, filesystem_problem
 
 SNAPSHOT_PREFIX = ROOT_PREFIX + "snapshot-"  # swept like a session root once its owner dies
 _PORT = re.compile(r"\bport=(\d+)")
@@ -172,7 +172,9 @@ def _copy_wait(copy: subprocess.Popen[str], backend: LocalBackend) -> None:
             "faster filesystem (PGSTANDBY_TMPDIR)."
         ) from None
     if copy.returncode != 0:
-        raise SetupFailedError(f"`{copy.args!r}` failed: {err.strip()}")
+        cause = filesystem_problem(err)
+        said = f"{cause}.\n{err.strip()[-3000:]}" if cause else err.strip()
+        raise SetupFailedError(f"`{copy.args!r}` failed: {said}")
 
 
 def _copy(sources: list[str], into: Path, backend: LocalBackend) -> None:

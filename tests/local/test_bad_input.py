@@ -7,13 +7,20 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from pytest_pgstandby import Settings, TooManyStandbysError, WaitTimeoutError, binaries
+from pytest_pgstandby import (
+    Settings,
+    SetupFailedError,
+    TooManyStandbysError,
+    WaitTimeoutError,
+    binaries,
+)
 from pytest_pgstandby.backends.sessions import HOME_PREFIX, processes_under
 from pytest_pgstandby.backends.template import PREFIX as TEMPLATE_PREFIX
 from pytest_pgstandby.cluster import build_cluster
@@ -103,3 +110,56 @@ def test_a_space_in_the_temp_dir_is_quoted_everywhere(monkeypatch: pytest.Monkey
             assert cluster.standby.execute("SELECT x FROM t") == [(1,)]
     finally:
         shutil.rmtree(made, ignore_errors=True)
+
+
+@pytest.fixture
+def mounted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Path]]:
+    """A tmpfs of the test's own as PGSTANDBY_TMPDIR, mounted with the options given
+    (``ro``, ``size=12m``); unmounted after. Mounting needs root: CI runs this as root."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root (CI runs this suite as root)")
+    made: list[Path] = []
+
+    def mount(options: str) -> Path:
+        point = Path(tempfile.mkdtemp(prefix="bad-fs-"))
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"{options},mode=1777", "tmpfs", str(point)],
+            check=True,
+        )
+        made.append(point)
+        monkeypatch.setenv("PGSTANDBY_TMPDIR", str(point))
+        return point
+
+    yield mount
+    for point in made:
+        subprocess.run(["umount", str(point)], check=True)
+        point.rmdir()
+
+
+@pytest.mark.parametrize(
+    ("options", "said", "fix"),
+    [
+        ("ro,size=1m", "is read-only (Read-only file system)", "Fix: set PGSTANDBY_TMPDIR"),
+        # initdb's first WAL segment (16 MB) does not fit
+        ("size=12m", "is full (No space left on device)", "Fix: free space there (`df -h"),
+    ],
+    ids=["read-only", "full"],
+)
+def test_a_readonly_or_full_tmpdir_is_named_in_one_line_with_the_fix(
+    mounted: Callable[[str], Path],
+    pgstandby_settings: Settings,
+    options: str,
+    said: str,
+    fix: str,
+) -> None:
+    """Issue 20 #7: a 62-line traceback ending in `OSError: [Errno 30]`, and "`cp -a ...`
+    exited with status 1" with no cause or fix."""
+    point = mounted(options)
+    with pytest.raises(SetupFailedError) as raised:
+        build_cluster(pgstandby_settings.with_overrides(backend="local"))
+    first = str(raised.value).splitlines()[0]
+    assert f"the filesystem of the harness's temporary directory {point} {said}" in first
+    assert fix in first, first
+    assert processes_under(point) == []
+    left = [p.name for p in point.rglob("*") if not p.name.endswith(".lock")]
+    assert left in ([], [f"{HOME_PREFIX}0"]), left
