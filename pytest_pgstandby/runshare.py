@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .backends import reaper
 from .backends.accounts import run_account
 from .backends.owners import owner_stamp
 from .backends.sessions import OWNER_MARK, ROOT_PREFIX, default_base, harness_dir, provably_ours
@@ -51,13 +52,16 @@ def run_dir(config: Any) -> Path:
     path = home / f"{RUN_PREFIX}{run_id(config)}"
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o711)
+    controller = owner_stamp(os.getppid())  # it outlives every worker
     with contextlib.suppress(FileExistsError):
         fd = os.open(path / OWNER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w") as out:
-            out.write(owner_stamp(os.getppid()))  # the controller: it outlives every worker
+            out.write(controller)
     used = config.workeroutput.setdefault(RUNS_OUTPUT, [])
     if str(path) not in used:
         used.append(str(path))
+        # the controller removes it at its end; killed with its workers, their reapers do
+        reaper.watch_after_owner(path, {os.geteuid(), account.uid}, controller)
     return path
 
 

@@ -30,6 +30,21 @@ def test_holds_a_cluster(pgstandby_cluster):
 """
 
 
+# and a function-scoped cluster beside it: a snapshot of its shape (-n 0), or the xdist
+# run's shared directory (-n 2)
+HOLDING_FRESH_TEST = """
+import os, pathlib, signal
+from pytest_pgstandby import factories
+
+fresh = factories.cluster(scope="function")
+
+def test_holds_a_cluster_and_a_fresh_one(pgstandby_cluster, fresh):
+    fresh.primary.execute("SELECT 1")
+    pathlib.Path(os.environ["PGSTANDBY_TEST_READY"]).write_text(str(os.getpid()))
+    signal.pause()
+"""
+
+
 def session_base() -> Path:
     """A PGSTANDBY_TMPDIR of the test's own (traversable by the servers' account)."""
     base = Path(tempfile.mkdtemp(prefix="pgstandby-ends-test-", dir="/tmp"))
@@ -38,12 +53,19 @@ def session_base() -> Path:
 
 
 def kill_holding_pytest(
-    tmp_path: Path, args: list[str], sig: signal.Signals, env: dict[str, str]
+    tmp_path: Path,
+    args: list[str],
+    sig: signal.Signals,
+    env: dict[str, str],
+    test_text: str = HOLDING_TEST,
+    group: bool = False,
 ) -> tuple[int, float]:
-    """Start a pytest that holds a cluster, wait until it does, send ``sig``; returns the
-    pytest's pid and when the signal was sent (time.monotonic())."""
+    """Start a pytest that holds a cluster, wait until it does, send ``sig`` (to its whole
+    process group with ``group``: xdist workers, initdb and all, as a CI job's end does);
+    returns the pid of the process that ran the test (pytest's, or its xdist worker's)
+    and when the signal was sent (time.monotonic())."""
     test = tmp_path / "test_holds.py"
-    test.write_text(HOLDING_TEST)
+    test.write_text(test_text)
     ready = tmp_path / "ready"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(test), *args],
@@ -51,16 +73,20 @@ def kill_holding_pytest(
         env={**os.environ, **env, "PGSTANDBY_TEST_READY": str(ready)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=group,
     )
     try:
-        wait_for_child_file(ready, proc, timeout=120)
+        holder = int(wait_for_child_file(ready, proc, timeout=120))  # an xdist worker's
     except BaseException:
         proc.kill()
         raise
-    os.kill(proc.pid, sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
     killed_at = time.monotonic()
     proc.wait(timeout=120)
-    return proc.pid, killed_at
+    return holder, killed_at
 
 
 def wait_for_none_left(leftovers: Callable[[], list[str]], killed_at: float, what: str) -> float:

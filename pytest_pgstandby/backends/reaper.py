@@ -18,10 +18,12 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
-from .sessions import remove_session
+from .owners import owner_alive
+from .sessions import orphan_segments, processes_under, remove_session
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,32 @@ def release_local(root: Path) -> None:
     _client.send({"op": "release", "key": f"local:{root}"})
 
 
+def watch_after_owner(root: Path, uids: set[int], owner: str) -> None:
+    """Remove ``root`` once the process ``owner`` (an owner stamp) is gone too, when this
+    process dies without ``release_local(root)``: a directory shared with other processes
+    that its owner removes at its own end (an xdist run's, owned by the controller)."""
+    key = f"local:{root}"
+    _client.send(
+        {"op": "watch", "key": key, "root": str(root), "uids": sorted(uids), "after": owner}
+    )
+
+
+def watch_template(staging: Path, uids: set[int], servers_uid: int, since: float) -> None:
+    """A template being made by initdb: if this process dies before ``release_local``,
+    remove ``staging`` once no process works in it any more, and the shared memory
+    segments (``/dev/shm/PostgreSQL.*``) initdb's killed backends left: those of
+    ``servers_uid``, made since ``since`` (a time.time()), mapped by no process."""
+    _client.send(
+        {
+            "op": "watch",
+            "key": f"local:{staging}",
+            "root": str(staging),
+            "uids": sorted(uids),
+            "segments": [servers_uid, since],
+        }
+    )
+
+
 def watch_file(path: Path) -> None:
     _client.send({"op": "watch", "key": f"file:{path}", "file": str(path)})
 
@@ -100,6 +128,20 @@ def release_docker(cluster_label: str) -> None:
 def _reap(entry: dict[str, Any]) -> None:
     if "labels" in entry:
         _reap_docker(entry)
+    elif "after" in entry:
+        # the owner removes it at its end; only if it died too is it ours to remove
+        while owner_alive(entry["after"]):
+            time.sleep(0.2)
+        remove_session(Path(entry["root"]), set(entry["uids"]))
+    elif "segments" in entry:
+        root = Path(entry["root"])
+        deadline = time.monotonic() + 10  # initdb may outlive its caller for a moment
+        while processes_under(root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        remove_session(root, set(entry["uids"]))
+        uid, since = entry["segments"]
+        for segment in orphan_segments(int(uid), float(since)):
+            segment.unlink(missing_ok=True)
     elif "root" in entry:
         remove_session(Path(entry["root"]), set(entry["uids"]))
     elif "file" in entry:
@@ -122,6 +164,12 @@ def _reap_docker(entry: dict[str, Any]) -> None:
     client.close()
 
 
+def _order(entry: dict[str, Any]) -> int:
+    if "labels" in entry:
+        return 0
+    return 3 if "after" in entry else 2 if "file" in entry else 1
+
+
 def main() -> None:
     watched: dict[str, dict[str, Any]] = {}
     for line in sys.stdin.buffer:
@@ -132,8 +180,8 @@ def main() -> None:
             else:
                 watched.pop(message["key"], None)
     # The pipe ended: the owner exited. Docker first (its containers hold the network),
-    # then directories, then marks.
-    for entry in sorted(watched.values(), key=lambda e: ("labels" not in e, "file" in e)):
+    # then directories, then marks; last what waits for another process to end.
+    for entry in sorted(watched.values(), key=_order):
         with contextlib.suppress(Exception):
             _reap(entry)
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ROOT_PREFIX = "pgstandby-"
 TEMPLATE_PREFIX = ROOT_PREFIX + "template-"  # template.py's cache: kept across sessions
+STAGING = ".staging-"  # `.<template>.staging-*`: a template being made, renamed when done
 OWNER_MARK = ".pgstandby-owner"
 HOME_PREFIX = "pgstandby-uid"  # + the account's uid: private_dir()
 LEDGER_SUFFIX = ".pids"
@@ -83,6 +84,29 @@ def processes_under(root: Path) -> list[int]:
         if cwd == root_s or cwd.startswith(root_s + "/"):
             found.append(int(entry.name))
     return found
+
+
+def orphan_segments(uid: int, since: float) -> list[Path]:
+    """PostgreSQL's POSIX shared memory segments (``/dev/shm/PostgreSQL.<n>``) of ``uid``,
+    made since ``since`` (a time.time()), that no process maps: what a standalone backend
+    killed with SIGKILL (initdb's) leaves. One that any process maps is in use: kept."""
+    found = []
+    for segment in MEMORY_FS.glob("PostgreSQL.*"):
+        try:
+            seen = segment.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(seen.st_mode) and seen.st_uid == uid and seen.st_ctime >= since:
+            found.append(segment)
+    if not found:
+        return []
+    mapped: set[str] = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        with contextlib.suppress(OSError):
+            mapped.update(
+                line.split(None, 5)[-1].strip() for line in maps.open() if "/dev/shm/" in line
+            )
+    return [s for s in found if str(s) not in mapped]
 
 
 def _uid_of(pid: int) -> int | None:
@@ -276,6 +300,13 @@ def sweep_leftovers(base: Path, uids: set[int] | None = None) -> list[Path]:
         remove_session(candidate, uids)
         removed.append(candidate)
         log.info("removed leftover %s of dead process %s", candidate, stamp.split()[0])
+    for mark in base.glob(PORT_MARK + "*"):  # a dead session's port reservations
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            seen = mark.lstat()
+            ours = stat.S_ISREG(seen.st_mode) and seen.st_uid in uids
+            if ours and not owner_alive(mark.read_text()):
+                mark.unlink()
+                removed.append(mark)
     return removed
 
 
@@ -293,6 +324,8 @@ def refuse_in_use(target: Path, in_use: list[tuple[Path, str]]) -> None:
 
 
 def _left_by_a_session(name: str) -> bool:
+    if name.startswith("." + TEMPLATE_PREFIX) and STAGING in name:
+        return True  # a template build that never finished
     if name.startswith((TEMPLATE_PREFIX, HOME_PREFIX)):
         return False  # a cache kept by design; an account's private directory
     return name.startswith((ROOT_PREFIX, PORT_MARK)) or name.endswith(LEDGER_SUFFIX)
@@ -300,8 +333,9 @@ def _left_by_a_session(name: str) -> bool:
 
 def leftovers(base: Path) -> list[str]:
     """What sessions left in ``base`` (a ``PGSTANDBY_TMPDIR``) and in the accounts' private
-    directories there: session roots, their ledgers and port marks (not the initdb
-    templates, a cache kept by design), and processes working there."""
+    directories there: session roots, snapshots, xdist runs' directories, their ledgers,
+    port marks and unfinished template builds (not the initdb templates, a cache kept by
+    design), and processes working there."""
     found = [entry.name for entry in base.iterdir() if _left_by_a_session(entry.name)]
     for home in sorted(base.glob(HOME_PREFIX + "*")):
         found += [f"{home.name}/{e.name}" for e in home.iterdir() if _left_by_a_session(e.name)]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SetupFailedError, WaitTimeoutError
+from . import reaper
 from .base import Role
 from .local import LocalBackend
 from .local_node import LocalNode
@@ -52,6 +53,7 @@ class LocalSnapshot:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        reaper.release_local(self.root)
 
 
 def take(
@@ -62,7 +64,8 @@ def take(
     (a run's shared snapshot), else one made in the harness directory."""
     if into is None:
         root = Path(tempfile.mkdtemp(prefix=SNAPSHOT_PREFIX, dir=backend.base))
-    else:
+        reaper.watch_local(root, backend.uids)  # gone within seconds of a SIGKILL
+    else:  # in a run's directory, which is watched as a whole
         into.mkdir(mode=0o700)
         root = into
     try:

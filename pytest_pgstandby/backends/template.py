@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -21,8 +22,9 @@ from psycopg import sql
 
 from ..binaries import Binaries
 from ..errors import UnsafeDataDirError
+from . import reaper
 from .accounts import Account, run_as
-from .sessions import TEMPLATE_PREFIX
+from .sessions import STAGING, TEMPLATE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,14 @@ def template(
         fcntl.flock(held, fcntl.LOCK_EX)  # one initdb; the others wait and find it made
         if _is_made(made, account):
             return made
-        staging = Path(tempfile.mkdtemp(prefix=f".{PREFIX}staging-", dir=base))
+        uids = {os.geteuid(), account.uid}
+        for stale in base.glob(f".{made.name}{STAGING}*"):  # a killed build's: we hold the lock
+            if stale.lstat().st_uid in uids:
+                shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{made.name}{STAGING}", dir=base))
+        # killed meanwhile (even with SIGKILL), its reaper removes the staging directory
+        # and the shared memory initdb's killed backends leave
+        reaper.watch_template(staging, uids, account.uid, time.time() - 1)
         try:
             account.chown(staging)
             data = staging / "data"
@@ -83,6 +92,8 @@ def template(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        finally:
+            reaper.release_local(staging)
     log.info("made the initdb template %s", made)
     return made
 

@@ -8,17 +8,25 @@ from pathlib import Path
 import pytest
 
 from pytest_pgstandby.backends.containers import LABEL, LABEL_OWNER_PID
-from tests.ends import kill_holding_pytest, wait_for_none_left
+from tests.ends import HOLDING_FRESH_TEST, HOLDING_TEST, kill_holding_pytest, wait_for_none_left
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("sig", "workers", "group"),
+    [(signal.SIGKILL, "0", False), (signal.SIGTERM, "0", False), (signal.SIGKILL, "2", True)],
+    ids=["SIGKILL", "SIGTERM", "-n 2 group SIGKILL"],
+)
 def test_a_killed_pytest_leaves_no_container_or_network(
-    docker_client, tmp_path: Path, sig: signal.Signals
+    docker_client, tmp_path: Path, sig: signal.Signals, workers: str, group: bool
 ) -> None:  # type: ignore[no-untyped-def]
+    """With -n 2 the whole process group is killed (controller and workers), as a CI
+    job's end does; the test also holds a function-scoped cluster there."""
     args = ["--pgstandby-backend=docker", "--pgstandby-image=pgstandby/postgres:15"]
-    pid, killed_at = kill_holding_pytest(tmp_path, args, sig, {})
+    args += ["-n", workers]
+    text = HOLDING_FRESH_TEST if group else HOLDING_TEST
+    pid, killed_at = kill_holding_pytest(tmp_path, args, sig, {}, test_text=text, group=group)
     mine = {"label": [f"{LABEL}=1", f"{LABEL_OWNER_PID}={pid}"]}
 
     def leftovers() -> list[str]:
@@ -27,4 +35,4 @@ def test_a_killed_pytest_leaves_no_container_or_network(
         return [c.name for c in containers] + [n.name for n in networks]
 
     took = wait_for_none_left(leftovers, killed_at, "containers or networks")
-    print(f"{sig.name}: nothing left {took:.2f} s after the kill")
+    print(f"-n {workers} {sig.name}: nothing left {took:.2f} s after the kill")

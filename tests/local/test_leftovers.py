@@ -13,7 +13,9 @@ import textwrap
 from pathlib import Path
 
 from pytest_pgstandby.backends.local import OWNER_MARK, LocalBackend
-from pytest_pgstandby.backends.sessions import processes_under
+from pytest_pgstandby.backends.ports import PORT_MARK
+from pytest_pgstandby.backends.sessions import STAGING, processes_under
+from pytest_pgstandby.backends.template import template_dir
 from tests.helpers import reapers_of, wait_for_child_file
 
 
@@ -45,11 +47,33 @@ def test_leftovers_of_a_killed_process_are_swept(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert (root / OWNER_MARK).exists() and processes_under(root), "nothing was left?"
+        marks = list(root.parent.glob(PORT_MARK + "*"))
+        assert marks, "the killed session's port reservation was left"
         LocalBackend(base=base).close()  # the next start sweeps
         assert not root.exists()
+        assert [m for m in marks if m.exists()] == [], "issue 20 #5: its port marks too"
         assert processes_under(root) == []
         assert (foreign / "data").read_text() == "someone else's"
     finally:
         if proc.poll() is None:
             proc.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_killed_template_builds_staging_directory_goes_with_the_next_build() -> None:
+    """Issue 20 #5: a `.pgstandby-template-staging-*` directory of a build killed with its
+    reaper was never swept. The next build of that template (it holds the template's lock,
+    so no other build runs) removes it."""
+    base = Path(tempfile.mkdtemp(prefix="staging-test-"))
+    os.chmod(base, 0o755)
+    try:
+        backend = LocalBackend(base=base)
+        made = template_dir(backend.bins, backend.account, backend.base)
+        stale = backend.base / f".{made.name}{STAGING}killed"
+        (stale / "data").mkdir(parents=True)
+        (stale / "data" / "PG_VERSION").write_text("15\n")
+        backend.create_primary("primary")  # the template is missing: it is made now
+        assert made.is_dir() and not stale.exists()
+        backend.close()
+    finally:
         shutil.rmtree(base, ignore_errors=True)
