@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from pytest_pgstandby._wait import poll_until
@@ -17,6 +18,16 @@ def wait_for_child_file(path: Path, proc: subprocess.Popen[bytes], timeout: floa
         timeout=timeout,
         abort=lambda: None if proc.poll() is None else f"the child exited ({proc.returncode})",
     )
+
+
+def dead_pid() -> str:
+    """The pid of a process that has exited: an owner mark naming it names no owner."""
+    return subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def reapers_of(pid: int) -> list[int]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pytest_pgstandby.backends import ports
 from pytest_pgstandby.backends.ports import PORT_MARK, reserve_port
+from tests.helpers import dead_pid
 
 
 def test_a_reserved_port_is_not_handed_out_again_until_its_owner_dies(
@@ -22,12 +21,7 @@ def test_a_reserved_port_is_not_handed_out_again_until_its_owner_dies(
     assert len(set(held)) == 30
     assert {p.name for p in tmp_path.iterdir()} == {f"{PORT_MARK}{port}" for port in held}
     # the kernel offers a port held by a live session, then one whose owner died
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    dead = dead_pid()
     live, stale = held[0], held[1]
     (tmp_path / f"{PORT_MARK}{stale}").write_text(f"{dead}\n")
     offers = iter([live, stale, stale])

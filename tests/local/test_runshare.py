@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from pytest_pgstandby.backends.local import LocalBackend
 from pytest_pgstandby.backends.sessions import OWNER_MARK, leftovers
 from pytest_pgstandby.runshare import RUN_PREFIX
 from tests.ends import session_base
+from tests.helpers import dead_pid
 
 RESTORED = "restored from the snapshot"
 
@@ -89,12 +88,7 @@ def test_workers_share_one_build_per_shape_and_the_controller_removes_it(
 
 
 def test_a_killed_controllers_run_directory_is_swept_by_the_next_session(base: Path) -> None:
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    dead = dead_pid()
     backend = LocalBackend()  # makes the account's harness directory, sweeping it first
     run = backend.base / f"{RUN_PREFIX}0123abcd"
     (run / "0123").mkdir(parents=True)
