@@ -31,8 +31,9 @@ class HeldConnection:
     def row(
         self, sql: str, params: Sequence[Any] | None = None, bound: int | None = None
     ) -> tuple[Any, ...] | None:
-        """The first row; connecting and the query each take at most ``bound`` seconds
-        (the wait's own connect budget), else this connection's."""
+        """The first row (None for a statement without rows); connecting and the query
+        each take at most ``bound`` seconds (the wait's own connect budget), else this
+        connection's."""
         bound = bound or self.connect_timeout
         kept = self.conn is not None
         if self.conn is None:
@@ -41,7 +42,8 @@ class HeldConnection:
         watchdog = threading.Timer(bound, _sever, [conn])
         watchdog.start()
         try:
-            return conn.execute(sql.encode(), params).fetchone()
+            cursor = conn.execute(sql.encode(), params)
+            return cursor.fetchone() if cursor.description else None
         except psycopg.OperationalError:
             self.close()
             if kept and not watchdog.finished.is_set():

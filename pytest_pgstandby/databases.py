@@ -74,7 +74,7 @@ def create_database(cluster: Cluster, template: str = "template1") -> Replicated
     # PostgreSQL 15's default WAL_LOG strategy writes the template's every page to WAL
     # for the standbys to replay; FILE_COPY logs one record (measured here: 100 ms -> 50 ms)
     strategy = " STRATEGY FILE_COPY" if cluster.primary.server_version_num() >= 150000 else ""
-    cluster.primary.execute(
+    cluster.primary.admin(
         pgsql.SQL("CREATE DATABASE {} TEMPLATE {}" + strategy)
         .format(pgsql.Identifier(name), pgsql.Identifier(template))
         .as_string()
@@ -90,11 +90,11 @@ def drop_database(database: ReplicatedDatabase) -> None:
     cluster = database.cluster
     for standby in cluster.standbys:
         if standby.is_running():
-            standby.execute(
+            standby.admin(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
                 [database.name],
             )
-    cluster.primary.execute(
+    cluster.primary.admin(
         pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
         .format(pgsql.Identifier(database.name))
         .as_string()

@@ -202,6 +202,13 @@ class NodeCore:
             cur.execute(sql.encode(), params)
             return cur.fetchall() if cur.description else []
 
+    def admin(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """Run one statement in the ``postgres`` database on the connection this node's
+        waits keep (no new connection: ~5 ms on loopback, ~15 ms through Docker's port
+        proxy); the statement may take the node's whole timeout."""
+        with self._wait_connection(connect_budget(self.timeout)) as held:
+            held.row(sql, params, bound=max(1, int(self.timeout)))
+
     def query_value(
         self, sql: str, params: Sequence[Any] | None = None, **connect_kwargs: Any
     ) -> Any:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import docker.errors
+from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
 from .._wait import poll_until
@@ -175,9 +176,13 @@ class DockerNode(OwnedHandle):
 
     def is_running(self) -> bool:
         """The container runs, and so does the postmaster (the container outlives its
-        server: see supervisor.sh)."""
+        server: see supervisor.sh). A postmaster that answers libpq's ping (no login: a
+        millisecond) runs; only one that does not is asked through ``docker exec`` (~60 ms,
+        which pgstandby_db paid three times a test)."""
         if self.status() != "running":
             return False
+        if pq.PGconn.ping(make_conninfo(self.dsn, connect_timeout=2).encode()) == pq.Ping.OK:
+            return True
         return self._postmaster("kill -0") == 0
 
     def _postmaster(self, command: str) -> int:

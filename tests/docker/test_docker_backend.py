@@ -83,6 +83,10 @@ def test_stop_start_and_kill_through_the_container(
     with start_cluster(pgstandby_settings, backend="docker") as cluster:
         primary, standby = cluster.primary, cluster.standby
         primary.execute("CREATE TABLE before_restart AS SELECT 7 AS x")
+        assert standby.is_running()  # it answers libpq's ping: no docker exec asked
+        standby.pause()  # the container paused: not running, and no ping hangs on it
+        assert not standby.is_running()
+        standby.resume()
         standby.kill()  # SIGKILL of the postmaster: the container and its data stay
         assert not standby.is_running()
         assert standby.handle.status() == "running"  # type: ignore[attr-defined]

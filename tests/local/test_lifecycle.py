@@ -103,6 +103,21 @@ def test_stop_start_restart_and_kill(fresh) -> None:  # type: ignore[no-untyped-
     primary.wait_for_catchup(standby)
 
 
+def test_admin_runs_statements_on_the_kept_connection_across_a_restart(fresh) -> None:  # type: ignore[no-untyped-def]
+    """``admin()``: pgstandby_db's CREATE/DROP DATABASE on the connection waits keep (a
+    statement with rows or without; the same backend each time; a restart in between)."""
+    primary = fresh.primary
+    primary.admin("CREATE DATABASE by_admin")  # not in a transaction block: autocommit
+    primary.admin("SELECT 1")  # rows are read and dropped
+    backends = {primary.query_value("SELECT count(*) FROM pg_stat_activity "
+                                    "WHERE application_name = 'pgstandby-wait'")}  # fmt: skip
+    primary.admin("CREATE TABLE kept (x int)")
+    assert backends == {1}, "one kept connection, not one per statement"
+    primary.restart()  # the kept connection dies with the server: made anew, not raised
+    primary.admin("DROP DATABASE by_admin")
+    assert primary.execute("SELECT datname FROM pg_database WHERE datname = 'by_admin'") == []
+
+
 def test_promote_turns_the_standby_into_a_primary(fresh) -> None:  # type: ignore[no-untyped-def]
     fresh.standby.promote()
     assert not fresh.standby.is_in_recovery()
