@@ -145,6 +145,15 @@ def _judged_image(
     return found
 
 
+def _remove_node(node: DockerNode) -> None:
+    try:
+        node.remove()
+    except docker.errors.NotFound:
+        pass
+    except Exception as exc:
+        log.warning("could not remove %s: %s", node.name, exc)
+
+
 class DockerBackend:
     """Creates nodes as containers on a network of their own."""
 
@@ -393,13 +402,9 @@ class DockerBackend:
         if keep:
             log.warning("keeping containers of cluster %s for inspection", self.cluster)
         else:
-            for node in reversed(self.nodes):
-                try:
-                    node.remove()
-                except docker.errors.NotFound:
-                    pass
-                except Exception as exc:
-                    log.warning("could not remove %s: %s", node.name, exc)
+            # side by side: each removal is a stop and a delete the daemon takes ~0.2 s for
+            with ThreadPoolExecutor(max(1, len(self.nodes)), "pgstandby-remove") as removing:
+                list(removing.map(_remove_node, reversed(self.nodes)))
             if self.joined is not None:
                 with contextlib.suppress(docker.errors.APIError):
                     self.client.networks.get(self.network_name).disconnect(
