@@ -27,6 +27,10 @@ class NotYet(Exception):
     """Raised by a check to say "not yet" and what it saw (shown as the last state)."""
 
 
+#: how often a wait asks its ``abort`` (a process or container gone) at the most
+ABORT_EVERY = 0.1
+
+
 def poll_until(
     check: Callable[[], T],
     *,
@@ -46,6 +50,7 @@ def poll_until(
     deadline = time.monotonic() + timeout
     last: str = "nothing observed yet"
     pause = min(0.001, interval)
+    asked = 0.0  # when abort() was last asked: at most every ABORT_EVERY seconds
     while True:
         try:
             result = check()
@@ -58,10 +63,17 @@ def poll_until(
             raise  # waiting cannot change it: a wrong role or direction, a server gone
         except Exception as exc:
             last = f"{type(exc).__name__}: {str(exc).strip()}"
-        reason = abort() if abort else None
+        reason = None
+        now = time.monotonic()
+        expired = now >= deadline
+        if abort is not None and (expired or now - asked >= ABORT_EVERY):
+            # a Docker container's state costs an API call (~4 ms): not at every 1 ms poll,
+            # but always before a timeout, whose reason it may be
+            asked = now
+            reason = abort()
         if reason:
             raise SetupFailedError(_message(f"gave up waiting for {what}: {reason}", last, log))
-        if time.monotonic() >= deadline:
+        if expired:
             raise WaitTimeoutError(
                 _message(f"timed out after {timeout:g}s waiting for {what}", last, log)
             )
