@@ -265,7 +265,13 @@ def _passfile(nodes: list[Node]) -> Iterator[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pgstandby", description=__doc__.split("\n\n")[0])
+    head, _, examples = __doc__.partition("\n\n")
+    p = argparse.ArgumentParser(
+        prog="pgstandby",
+        description=head.replace("``", ""),  # the docstring's RST, not for a terminal
+        epilog="examples:\n" + examples.rstrip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     image = sub.add_parser("image", help="the lab image").add_subparsers(

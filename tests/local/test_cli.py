@@ -330,3 +330,10 @@ def test_check_and_doctor_refuse_a_port_where_no_postgresql_answers_in_one_line(
     assert f"port={port}" in lines[0] and "no PostgreSQL server there" in lines[0], lines[0]
     assert expected in lines[0] and "Fix: the standby's DSN" in lines[0], lines[0]
     assert "secret" not in result.stderr
+
+
+def test_help_is_plain_text_with_the_examples() -> None:
+    shown = _check(command="--help")
+    assert shown.returncode == 0 and "``" not in shown.stdout, shown.stdout
+    assert shown.stdout.splitlines()[2].startswith("pgstandby: build the lab image")
+    assert "examples:\n    pgstandby image build --pg 15" in shown.stdout
