@@ -27,10 +27,6 @@ class NotYet(Exception):
     """Raised by a check to say "not yet" and what it saw (shown as the last state)."""
 
 
-#: how often a wait asks its ``abort`` (a process or container gone) at the most
-ABORT_EVERY = 0.1
-
-
 def poll_until(
     check: Callable[[], T],
     *,
@@ -39,18 +35,21 @@ def poll_until(
     interval: float = 0.05,
     log: Callable[[], str] | None = None,
     abort: Callable[[], str | None] | None = None,
+    abort_every: float = 0.0,
 ) -> T:
     """Call ``check`` until it returns a truthy value, or raise after ``timeout`` seconds.
 
     An exception from ``check`` counts as "not yet" and is remembered as the last state.
-    ``abort`` may return a reason to stop early (a process exited, say). The pause between
+    ``abort`` may return a reason to stop early (a process exited, say); it is asked after
+    every "not yet", or at most every ``abort_every`` seconds where asking costs (a Docker
+    container's state is an API call), and always before a timeout. The pause between
     calls starts at 1 ms and doubles up to ``interval``: what is nearly there (a row's
     replay takes a millisecond or two) is seen at once, what takes long is not hammered.
     """
     deadline = time.monotonic() + timeout
     last: str = "nothing observed yet"
     pause = min(0.001, interval)
-    asked = 0.0  # when abort() was last asked: at most every ABORT_EVERY seconds
+    asked = -abort_every  # when abort() was last asked
     while True:
         try:
             result = check()
@@ -66,9 +65,7 @@ def poll_until(
         reason = None
         now = time.monotonic()
         expired = now >= deadline
-        if abort is not None and (expired or now - asked >= ABORT_EVERY):
-            # a Docker container's state costs an API call (~4 ms): not at every 1 ms poll,
-            # but always before a timeout, whose reason it may be
+        if abort is not None and (expired or now - asked >= abort_every):
             asked = now
             reason = abort()
         if reason:

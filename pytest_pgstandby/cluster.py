@@ -263,11 +263,10 @@ class Cluster:
           (``archiving=True``);
         - ``standby=False``: ``recovery.signal`` instead of ``standby.signal``: targeted
           recovery, which ends at ``conf``'s ``recovery_target_*`` (with
-          ``recovery_target_action``: ``pause``, the default, ``promote`` or
-          ``shutdown``);
+          ``recovery_target_action``: ``pause``, the default, ``promote`` or ``shutdown``);
         - ``conf``: settings appended to its ``postgresql.auto.conf``.
 
-        Returns once it accepts connections (a standby: once it streams, if it does).
+        Returns once it accepts connections (and reached a recovery target, or streams).
 
         >>> before = cluster.primary.backup("before")                     # doctest: +SKIP
         >>> pitr = cluster.add_node("pitr", before, restoring=True, standby=False,
@@ -295,6 +294,7 @@ class Cluster:
         offset = node.log_offset()
         try:
             node.start()
+            node.reach_recovery_target({} if standby else conf or {})
         except PgStandbyError as exc:
             cause = explain(node.log()[offset:])
             if cause is None:

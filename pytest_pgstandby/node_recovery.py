@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
@@ -71,6 +73,25 @@ class RecoveryVerbs(NodeCore):
         self._must_be(True, "resume_replay()", "call it on a standby")
         self.execute("SELECT pg_wal_replay_resume()")
         self.poll_query_until(self._paused_sql(), False)
+
+    def reach_recovery_target(self, conf: Mapping[str, Any]) -> None:
+        """After a start for targeted recovery (``recovery_target*`` in ``conf``, action
+        pause or promote): until the target is reached, paused there or promoted. A target
+        the WAL never reaches ends the server (``recovery ended before configured recovery
+        target was reached``), said at once: it may accept connections for a while first."""
+        keys = {k for k in conf if k.startswith("recovery_target")}
+        keys -= {"recovery_target_action", "recovery_target_inclusive", "recovery_target_timeline"}
+        if not keys or conf.get("recovery_target_action", "pause") == "shutdown":
+            return
+        paused = self._paused_sql().removeprefix("SELECT ")
+        poll_until(
+            lambda: self.query_value(f"SELECT NOT pg_is_in_recovery() OR {paused}") is True,
+            what=f"{self.name} to reach its recovery target",
+            timeout=self.timeout,
+            log=self.log,
+            abort=lambda: None if self.is_running() else "its server exited",
+            abort_every=0.1,
+        )
 
     def is_replay_paused(self) -> bool:
         """Whether replay is paused (requested and reached, on PostgreSQL 14 and later)."""

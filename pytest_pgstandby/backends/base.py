@@ -41,9 +41,10 @@ def wait_accepting(
     timeout: float,
     log: Callable[[], str],
     abort: Callable[[], str | None] | None = None,
+    abort_every: float = 0.0,
 ) -> None:
     """Poll until the server answers ``SELECT 1`` (``conninfo`` is asked anew each time:
-    a container's published port may not be known yet)."""
+    a container's published port may not be known yet). ``abort_every``: see poll_until."""
 
     def accepts() -> bool:
         try:
@@ -59,7 +60,7 @@ def wait_accepting(
             conn.execute("SELECT 1")
         return True
 
-    poll_until(accepts, what=what, timeout=timeout, log=log, abort=abort)
+    poll_until(accepts, what=what, timeout=timeout, log=log, abort=abort, abort_every=abort_every)
 
 
 #: what libpq or a server says of a connection that no wait can change (English server
