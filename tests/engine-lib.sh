@@ -25,3 +25,19 @@ copy_image() {
         docker save "$image" | DOCKER_HOST=$url docker load >/dev/null
     fi
 }
+
+# restart_if_adrift PATTERN: stop the service whose command line matches PATTERN when its
+# working directory was removed since it started (it answers, but each container start
+# fails in conmon: "Failed to get working directory"); the caller then starts it anew
+restart_if_adrift() {
+    local pid
+    for pid in $(pgrep -f "$1" || true); do
+        if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == *" (deleted)" ]]; then
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 1 50); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+        fi
+    done
+}

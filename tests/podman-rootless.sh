@@ -51,7 +51,9 @@ runuser -u "$ACCOUNT" -- bash -euc '
         printf "[storage]\ndriver = \"overlay\"\n" >"$conf"
     fi
 '
+restart_if_adrift "podman system service --time=0 $URL"  # see podman-service.sh
 if ! DOCKER_HOST=$URL docker version >/dev/null 2>&1; then
+    cd /
     runuser -u "$ACCOUNT" -- env XDG_RUNTIME_DIR="$RUNTIME" HOME="$(getent passwd "$ACCOUNT" | cut -d: -f6)" \
         setsid podman system service --time=0 "$URL" >"$LOG" 2>&1 < /dev/null &
     wait_for_engine podman-rootless.sh "$URL" "$LOG" 30

@@ -31,9 +31,12 @@ if ! grep -q '^default_ulimits' /etc/containers/containers.conf 2>/dev/null; the
         >>/etc/containers/containers.conf
 fi
 
+# a service started from a directory removed since (an earlier checkout) answers, but
+# starts no container ("conmon: Failed to get working directory"): restarted, from /
+restart_if_adrift "podman system service --time=0 $URL"
 if ! DOCKER_HOST=$URL docker version >/dev/null 2>&1; then
     mkdir -p "$(dirname "$SOCK")"
-    nohup podman system service --time=0 "$URL" >"$LOG" 2>&1 &
+    (cd / && nohup podman system service --time=0 "$URL" >"$LOG" 2>&1 &)
     wait_for_engine podman-service.sh "$URL" "$LOG" 30
 fi
 
