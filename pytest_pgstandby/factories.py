@@ -18,7 +18,7 @@ from .cluster import Cluster, build_cluster
 from .config import Settings, from_sources
 from .errors import ConfigurationError, PgStandbyError, UnsupportedError
 from .runshare import run_id, shared_cluster
-from .snapshots import ClusterSnapshot, can_snapshot, take_snapshot
+from .snapshots import ClusterSnapshot, can_snapshot, copyable, shape_key, take_snapshot
 
 LIVE_KEY = pytest.StashKey[dict[str, "LiveCluster"]]()
 #: per session (per xdist worker): settings -> the snapshot their clusters are copied from,
@@ -76,7 +76,7 @@ def cluster_for_request(
         settings = settings_for(request.config).with_overrides(**overrides)
         settings = settings.with_overrides(**(marker or {}))
         if run_shared(request.config, settings):
-            cluster = shared_cluster(request.config, settings, shape_key(settings))
+            cluster = shared_cluster(request.config, settings)
         elif request.scope == "function":
             cluster = fresh_cluster(request.config, settings)
         else:
@@ -96,19 +96,10 @@ def cluster_for_request(
         cluster.close(keep=settings.keeps(failed=entry.failed))
 
 
-def shape_key(settings: Settings) -> Settings:
-    """The settings that shape a cluster (a snapshot's key): not keep, timeout, report;
-    profile auto as a built cluster's settings say it (a snapshot is local: documented)."""
-    profile = "documented" if settings.profile == "auto" else settings.profile
-    return settings.with_overrides(keep="never", timeout=60.0, report="short", profile=profile)
-
-
 def run_shared(config: pytest.Config, settings: Settings) -> bool:
     """Whether this cluster comes from the xdist run's shared snapshot (runshare.py): in a
     worker, for a local cluster a copy can stand for (the conditions of ``fresh``)."""
-    if run_id(config) is None or settings.fresh == "rebuild" or settings.external:
-        return False
-    if settings.hardened or settings.archiving:
+    if run_id(config) is None or not copyable(settings):
         return False
     if settings.backend == "auto":
         usable = config.stash.setdefault(DOCKER_USABLE_KEY, {})
@@ -122,8 +113,7 @@ def remake(config: pytest.Config, settings: Settings) -> tuple[Cluster, str]:
     """A cluster in place of a changed shared one, and how it was made: a copy of a
     snapshot of its shape where there is one, else a build by the scripts."""
     if run_shared(config, settings):
-        made = shared_cluster(config, settings, shape_key(settings))
-        return made, "restored from the run's snapshot"
+        return shared_cluster(config, settings), "restored from the run's snapshot"
     snapshot = config.stash.get(SNAPSHOTS_KEY, {}).get(shape_key(settings))
     if snapshot is not None:
         return snapshot.restore(settings), "restored from the session's snapshot"
@@ -145,7 +135,7 @@ def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
             "take along. Fix: --pgstandby-fresh rebuild (or auto, which rebuilds such "
             "clusters)."
         )
-    if settings.fresh == "rebuild" or settings.external or settings.hardened or settings.archiving:
+    if not copyable(settings):
         return build_cluster(settings)
     snapshots = config.stash.setdefault(SNAPSHOTS_KEY, {})
     key = shape_key(settings)

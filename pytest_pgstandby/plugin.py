@@ -16,7 +16,7 @@ from dataclasses import fields
 import psycopg
 import pytest
 
-from . import binaries, factories, healing, reports, runshare
+from . import binaries, healing, reports, runshare
 from ._text import mask_secrets
 from .assertions.lag import LagSample
 from .backends.select import docker_status, engine_status
@@ -30,6 +30,7 @@ from .factories import (
     LiveCluster,
     cluster_fixtures,
     cluster_for_request,
+    remake,
     settings_for,
 )
 from .node import Node
@@ -267,8 +268,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if entry is None or not entry.shared:
             continue
         keep = entry.cluster.settings.keeps(failed=entry.failed)
-        remake = functools.partial(factories.remake, item.config)
-        restored = healing.restore(entry.cluster, keep=keep, remake=remake)
+        made = functools.partial(remake, item.config)
+        restored = healing.restore(entry.cluster, keep=keep, remake=made)
         if restored is not None:
             entry.note = restored.line(item.nodeid, name)
     return result

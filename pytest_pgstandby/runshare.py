@@ -29,7 +29,7 @@ from .backends.owners import owner_stamp
 from .backends.sessions import OWNER_MARK, ROOT_PREFIX, default_base, harness_dir, provably_ours
 from .cluster import Cluster, build_cluster
 from .config import Settings
-from .snapshots import ClusterSnapshot, can_snapshot, take_snapshot
+from .snapshots import ClusterSnapshot, can_snapshot, shape_key, take_snapshot
 
 log = logging.getLogger("pytest_pgstandby")
 
@@ -75,12 +75,12 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def shared_cluster(config: Any, settings: Settings, key: Settings) -> Cluster:
-    """A cluster of ``settings`` from the run's snapshot of ``key`` (the settings that shape
-    it), which this call builds and takes when no worker did yet. Where the backend cannot
-    snapshot, a note says so to every worker, which then builds its own."""
+def shared_cluster(config: Any, settings: Settings) -> Cluster:
+    """A cluster of ``settings`` from the run's snapshot of its shape, which this call
+    builds and takes when no worker did yet. Where the backend cannot snapshot, a note
+    says so to every worker, which then builds its own."""
     run = run_dir(config)
-    name = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    name = hashlib.sha256(repr(shape_key(settings)).encode()).hexdigest()[:16]
     meta = run / f"{name}.json"
     with _locked(run / f"{name}.lock"):
         if not meta.exists():

@@ -77,6 +77,22 @@ class ClusterSnapshot:
         self.close()
 
 
+def shape_key(settings: Settings) -> Settings:
+    """The settings that shape a cluster (a snapshot's key): not keep, timeout, report;
+    profile auto as a built cluster's settings say it (a snapshot is local: documented)."""
+    profile = "documented" if settings.profile == "auto" else settings.profile
+    return settings.with_overrides(keep="never", timeout=60.0, report="short", profile=profile)
+
+
+def copyable(settings: Settings) -> bool:
+    """Whether a copy of a snapshot may stand for a cluster of these settings: not asked
+    to be rebuilt, not external, and nothing a copy cannot take along (a hardened
+    standby's passfile, the archive an archive_command names)."""
+    return not (
+        settings.fresh == "rebuild" or settings.external or settings.hardened or settings.archiving
+    )
+
+
 def can_snapshot(cluster: Cluster) -> bool:
     """Whether ``take_snapshot`` works on this cluster's backend (the local one)."""
     return isinstance(cluster.backend, LocalBackend)

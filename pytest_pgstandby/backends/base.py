@@ -100,9 +100,14 @@ def permanent_connect_error(exc: psycopg.Error) -> str | None:
     text = str(exc).strip()
     for needles, fix in _PERMANENT:
         if any(needle in text for needle in needles):
-            said = text.splitlines()[0].rpartition("failed: ")[2] or text
-            return f"{mask_secrets(said)}. Fix: {fix}."
+            return f"{_libpq_said(text)}. Fix: {fix}."
     return None
+
+
+def _libpq_said(text: str) -> str:
+    """The cause in a libpq error, without its "connection to server at ... failed: "
+    preamble; passwords masked."""
+    return mask_secrets(text.splitlines()[0].rpartition("failed: ")[2] or text)
 
 
 #: libpq's words for a peer that answered, but not as PostgreSQL does
@@ -125,7 +130,7 @@ def not_postgres(dsn: str, timeout: float = 3.0) -> str | None:
         psycopg.connect(dsn, connect_timeout=connect_budget(timeout)).close()
     except psycopg.OperationalError as exc:
         text = str(exc).strip()
-        said = mask_secrets(text.splitlines()[0].rpartition("failed: ")[2] or text)
+        said = _libpq_said(text)
         if "timeout expired" in text:
             return f"nothing answered within {timeout:g} s ({said})"
         if any(words in text for words in _NOT_POSTGRES):

@@ -103,9 +103,8 @@ def orphan_segments(uid: int, since: float) -> list[Path]:
     mapped: set[str] = set()
     for maps in Path("/proc").glob("[0-9]*/maps"):
         with contextlib.suppress(OSError):
-            mapped.update(
-                line.split(None, 5)[-1].strip() for line in maps.open() if "/dev/shm/" in line
-            )
+            lines = maps.read_text().splitlines()
+            mapped.update(line.split(None, 5)[-1] for line in lines if "/dev/shm/" in line)
     return [s for s in found if str(s) not in mapped]
 
 
