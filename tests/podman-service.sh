@@ -36,7 +36,9 @@ fi
 restart_if_adrift "podman system service --time=0 $URL"
 if ! DOCKER_HOST=$URL docker version >/dev/null 2>&1; then
     mkdir -p "$(dirname "$SOCK")"
-    (cd / && nohup podman system service --time=0 "$URL" >"$LOG" 2>&1 &)
+    # exec: no shell stays behind holding this script's stdout, which the caller reads to
+    # its end ($(podman-service.sh) in .ci/run would wait as long as the service lives)
+    (cd / && exec setsid podman system service --time=0 "$URL" >"$LOG" 2>&1 </dev/null) &
     wait_for_engine podman-service.sh "$URL" "$LOG" 30
 fi
 
