@@ -1,9 +1,11 @@
-"""A fresh local pair for one test: restored from a snapshot of a documented-built pair
+"""A fresh pair for one test: restored from a snapshot of a documented-built pair
 (``fresh="snapshot"``, the function-scoped default) against built by the scripts
 (``fresh="rebuild"``), alternating rounds in one run; each until the standby streams,
 then its teardown. Prints min / median / max and the ratio of medians, writes JSON.
 
     python bench/fresh_pair.py --rounds 15 --json bench/results/fresh_pair.json
+    python bench/fresh_pair.py --backend docker --image pgstandby/postgres:15 \
+        --json bench/results/fresh_pair_docker.json
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", default="bench/results/fresh_pair.json")
+    parser.add_argument("--backend", choices=("local", "docker"), default="local")
+    parser.add_argument("--image", default="pgstandby/postgres:15", help="for --backend docker")
     args = parser.parse_args()
-    settings = Settings(backend="local")
+    settings = Settings(backend=args.backend, image=args.image, profile="documented")
     times: dict[str, list[float]] = {
         "snapshot up": [],
         "rebuild up": [],
@@ -46,7 +50,7 @@ def main() -> None:
         times,
         ("snapshot up", "rebuild up"),
         args.json,
-        f"vm: {platform.machine()}, rounds={args.rounds}, local backend",
+        f"vm: {platform.machine()}, rounds={args.rounds}, {args.backend} backend",
     )
 
 

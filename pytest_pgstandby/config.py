@@ -55,8 +55,8 @@ class Settings:
     ``standby_dsn`` name servers the harness did not start (the external backend); the
     ``*_data_dir`` / ``*_container`` settings say where their files can be read.
     ``fresh``: how a function-scoped factory cluster is made for each test: ``snapshot``
-    (a copy of a pair built once per session, local backend), ``rebuild`` (the scripts
-    every time), ``auto`` (snapshot where the backend can, else rebuild).
+    (a copy of a pair built once per session; local, and Docker documented), ``rebuild``
+    (the scripts every time), ``auto`` (snapshot where the backend can, else rebuild).
     """
 
     backend: str = setting(
@@ -132,7 +132,7 @@ class Settings:
     fresh: str = setting(
         "auto",
         "function-scoped factory clusters: auto|snapshot|rebuild (default auto: a copy "
-        "of a per-session snapshot on the local backend)",
+        "of a per-session snapshot, local and Docker, documented profile)",
     )
     profile: str = setting(
         "auto",

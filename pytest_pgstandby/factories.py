@@ -18,7 +18,7 @@ from .cluster import Cluster, build_cluster
 from .config import Settings, from_sources
 from .errors import ConfigurationError, PgStandbyError, UnsupportedError
 from .runshare import run_id, shared_cluster
-from .snapshots import ClusterSnapshot, can_snapshot, copyable, shape_key, take_snapshot
+from .snapshots import ClusterSnapshot, cannot_snapshot, copyable, shape_key, take_snapshot
 
 LIVE_KEY = pytest.StashKey[dict[str, "LiveCluster"]]()
 #: per session (per xdist worker): settings -> the snapshot their clusters are copied from,
@@ -123,7 +123,8 @@ def remake(config: pytest.Config, settings: Settings) -> tuple[Cluster, str]:
 def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
     """A cluster for one test. With ``fresh`` auto or snapshot, the first cluster of given
     settings is built by the scripts and snapshotted, and each later one is a copy of that
-    snapshot (~0.2 s instead of a build); the snapshot goes at the end of the session."""
+    snapshot (local ~0.2 s, Docker under a second, instead of a build); the snapshot goes
+    at the end of the session."""
     if settings.fresh == "snapshot" and (settings.hardened or settings.archiving):
         why = (
             "profile='hardened': a hardened standby reads its password from a passfile"
@@ -143,13 +144,13 @@ def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
         snapshot = snapshots[key]
         return snapshot.restore(settings) if snapshot else build_cluster(settings)
     built = build_cluster(settings)
-    if not can_snapshot(built):
+    refused = cannot_snapshot(built)
+    if refused is not None:
         if settings.fresh == "snapshot":
             built.close()
             raise UnsupportedError(
-                f"fresh='snapshot' copies data directories on this machine, which the "
-                f"{built.backend.name} backend cannot. Fix: --pgstandby-fresh rebuild (or "
-                "auto), or --pgstandby-backend local."
+                f"fresh='snapshot' cannot copy this cluster: {refused}. Fix: --pgstandby-fresh "
+                "rebuild (or auto, which rebuilds such clusters), or --pgstandby-backend local."
             )
         snapshots[key] = None
         return built

@@ -88,7 +88,7 @@ def shared_cluster(config: Any, settings: Settings) -> Cluster:
             try:
                 described = (
                     take_snapshot(built, into=run / name).describe()
-                    if can_snapshot(built)
+                    if can_snapshot(built, into=run / name)
                     else None
                 )
             except BaseException:

@@ -1,6 +1,7 @@
-"""A documented-built cluster kept as files, and fresh copies of it started in ~0.2 s:
-the function-scoped factory clusters' default on the local backend (``fresh="rebuild"``
-runs the script for every test instead).
+"""A documented-built cluster kept as files, and fresh copies of it started in ~0.2 s
+(local) or under a second (Docker: new containers in a network of their own): the
+function-scoped factory clusters' default (``fresh="rebuild"`` runs the scripts for
+every test instead).
 
 >>> from pytest_pgstandby import start_cluster, take_snapshot
 >>> with start_cluster(backend="local") as built, take_snapshot(built) as snap:  # doctest: +SKIP
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.local import LocalBackend
 from .backends.snapshot import LocalSnapshot, SnapshotNode, restore, take
 from .cluster import Cluster
 from .config import Settings
 from .errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from .backends.docker_snapshot import DockerSnapshot
 
 
 @dataclass
@@ -27,7 +31,7 @@ class ClusterSnapshot:
     standbys). A context manager; ``close()`` removes the files."""
 
     settings: Settings
-    saved: LocalSnapshot
+    saved: LocalSnapshot | DockerSnapshot
     upstreams: dict[str, str]  # standby -> upstream node name
     slots: list[tuple[str, str]]  # (upstream name, slot name)
     synchronous: dict[str, list[str]] = field(default_factory=dict)
@@ -37,11 +41,26 @@ class ClusterSnapshot:
         ``settings`` may differ from the snapshot's in what does not shape the cluster
         (keep, timeout)."""
         settings = settings or self.settings
-        backend = LocalBackend(settings.pg_bin, settings.timeout, major=settings.version)
-        cluster = Cluster(settings, backend, f"restored from the snapshot {self.saved.root}")
+        why = f"restored from the snapshot {self.saved.root}"
+        backend: Any
+        if isinstance(self.saved, LocalSnapshot):
+            backend = LocalBackend(settings.pg_bin, settings.timeout, major=settings.version)
+        else:
+            from .backends.docker import DockerBackend
+
+            backend = DockerBackend(
+                settings.docker_image, settings.timeout, hardened=False, major=settings.version
+            )
+        cluster = Cluster(settings, backend, why)
         try:
-            handles = restore(backend, self.saved)  # in the snapshot's order: the primary first
-            cluster.adopt(list(handles), self.upstreams, self.slots, self.synchronous)
+            handles: list[Any]
+            if isinstance(self.saved, LocalSnapshot):
+                handles = list(restore(backend, self.saved))  # the primary first
+            else:
+                from .backends import docker_snapshot
+
+                handles = list(docker_snapshot.restore(backend, self.saved))
+            cluster.adopt(handles, self.upstreams, self.slots, self.synchronous)
             _wait_streaming(cluster)
         except BaseException:
             cluster.close(keep=settings.keeps(failed=True))
@@ -53,7 +72,10 @@ class ClusterSnapshot:
 
     def describe(self) -> dict[str, Any]:
         """What ``described`` needs to restore it in another process (JSON-ready; the
-        passwords included: keep it as private as the files)."""
+        passwords included: keep it as private as the files). Local snapshots only: a
+        Docker snapshot lives in the memory of the process that took it."""
+        if not isinstance(self.saved, LocalSnapshot):
+            raise UnsupportedError("a Docker snapshot lives in the memory of its process")
         saved = asdict(self.saved)
         saved["root"] = str(self.saved.root)
         shape = {"upstreams": self.upstreams, "slots": self.slots}
@@ -93,25 +115,49 @@ def copyable(settings: Settings) -> bool:
     )
 
 
-def can_snapshot(cluster: Cluster) -> bool:
-    """Whether ``take_snapshot`` works on this cluster's backend (the local one)."""
-    return isinstance(cluster.backend, LocalBackend)
+def cannot_snapshot(cluster: Cluster, into: Path | None = None) -> str | None:
+    """Why ``take_snapshot`` cannot copy this cluster (None: it can). A local cluster's
+    files may go into a directory another process restores from (``into``); a Docker
+    cluster's stay in this process's memory, and a hardened Docker standby's passfile
+    lives outside its data directory."""
+    backend = cluster.backend
+    if isinstance(backend, LocalBackend):
+        return None
+    if backend.name != "docker":
+        return f"a {backend.name} cluster's data directories are not the harness's to copy"
+    if into is not None:
+        return "a Docker snapshot lives in the memory of the process that took it"
+    if getattr(backend, "hardened", False):
+        return "a hardened Docker standby reads its password from a passfile outside its data"
+    return None
+
+
+def can_snapshot(cluster: Cluster, into: Path | None = None) -> bool:
+    """Whether ``take_snapshot`` works on this cluster (local; Docker, documented)."""
+    return cannot_snapshot(cluster, into) is None
 
 
 def take_snapshot(cluster: Cluster, into: Path | None = None) -> ClusterSnapshot:
     """Stop the cluster's servers cleanly, copy their files, start them again (the cluster
-    stays usable). Local clusters only. ``into``: the new directory to keep them in."""
-    backend = cluster.backend
-    if not isinstance(backend, LocalBackend):  # can_snapshot, spelt out for mypy
+    stays usable). Local clusters, and Docker ones of the documented profile. ``into``
+    (local only): the new directory to keep them in."""
+    why = cannot_snapshot(cluster, into)
+    if why is not None:
         raise UnsupportedError(
-            f"a snapshot copies data directories on this machine; a {backend.name} cluster's "
-            "live elsewhere. Fix: backend='local', or fresh='rebuild' for function-scoped "
-            "clusters (each test's pair made by the script)."
+            f"cannot snapshot this cluster: {why}. Fix: fresh='rebuild' for function-scoped "
+            "clusters (each test's pair made by the scripts), or backend='local'."
         )
+    backend = cluster.backend
     upstreams, slots, synchronous = cluster.shape()
     for node in cluster.nodes:
         node.close_connections()  # the clean stop ends them: none may be kept past it
-    saved = take(backend, upstreams, into)
+    saved: LocalSnapshot | DockerSnapshot
+    if isinstance(backend, LocalBackend):
+        saved = take(backend, upstreams, into)
+    else:
+        from .backends import docker_snapshot
+
+        saved = docker_snapshot.take(backend, upstreams)  # type: ignore[arg-type]
     _wait_streaming(cluster)
     return ClusterSnapshot(cluster.settings, saved, upstreams, slots, synchronous)
 

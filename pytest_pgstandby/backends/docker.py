@@ -59,6 +59,9 @@ from .docker_node import (
     PRIMARY_INIT,
     PRIMARY_INIT_IN_CONTAINER,
     RELAY_IN_CONTAINER,
+    RESTORE,
+    RESTORE_ARCHIVE,
+    RESTORE_IN_CONTAINER,
     SHARED_DIR,
     STANDBY_ALIAS,
     SUPERVISOR,
@@ -143,6 +146,22 @@ def _judged_image(
             "the image as it is."
         )
     return found
+
+
+def _restoring(container: Any, archive: bytes | None) -> Any:
+    """A container that starts as a snapshot's copy (restore.sh): the archive of the
+    original's data directory and the script that unpacks it at the first start, ahead
+    of the entrypoint the container has (the primary's is prefixed here; the standby's,
+    set with its other values, by create_standby)."""
+    if archive is None:
+        return container
+    container = container.with_copy_into_container(archive, RESTORE_ARCHIVE, 0o600)
+    container = container.with_copy_into_container(*copied(RESTORE, RESTORE_IN_CONTAINER))
+    kwargs = dict(container._kwargs)  # with_kwargs replaces them all
+    if kwargs.get("entrypoint"):  # the primary's, set already
+        kwargs["entrypoint"] = ["bash", RESTORE_IN_CONTAINER, *kwargs["entrypoint"]]
+        container = container.with_kwargs(**kwargs)
+    return container
 
 
 def _remove_node(node: DockerNode) -> None:
@@ -283,10 +302,11 @@ class DockerBackend:
             node._starting = self._pool.submit(node.tc.start)
         return node
 
-    def create_primary(self, name: str) -> DockerNode:
+    def create_primary(self, name: str, restore: bytes | None = None) -> DockerNode:
         """Start the primary's container and return while it initialises: the standby's
         script waits for it with pg_isready, as the documented procedure does (and as
-        docker-compose starts the lab), which saves a container start per cluster."""
+        docker-compose starts the lab), which saves a container start per cluster.
+        ``restore``: a snapshot's archive of its data directory (``_restoring``)."""
         # With the image's initdb template, primary-init.sh runs the image's entrypoint with
         # a copy of it in place of initdb (0.05 s instead of 0.7 s); every other step of the
         # entrypoint, setup-primary.sh included, runs as it is.
@@ -317,23 +337,33 @@ class DockerBackend:
         )
         if self.hardened:
             container = container.with_envs(**HARDENED_PRIMARY_VALUES)
+        container = _restoring(container, restore)
         creds = Credentials(password=self.superuser_password)
         node = DockerNode(self, name, "primary", PRIMARY_ALIAS, container, creds)
         return self.start_node(node, wait=False)
 
     def create_standby(
-        self, name: str, upstream: NodeHandle, slot: str | None = None
+        self,
+        name: str,
+        upstream: NodeHandle,
+        slot: str | None = None,
+        *,
+        restore: bytes | None = None,
+        alias: str | None = None,
+        wait: bool = True,
     ) -> DockerNode:
         """A container whose entrypoint is setup-standby.sh. ``upstream`` is the primary
         (the seed's default host) or, for a cascade, another standby of this cluster, which
-        the script reaches under its alias: only the host value changes."""
+        the script reaches under its alias: only the host value changes. ``restore``: a
+        snapshot's archive of its data directory, with ``alias``, the original's
+        (``_restoring``); ``wait=False`` returns while it starts."""
         up = upstream if isinstance(upstream, DockerNode) else None
         if up is None or up.backend is not self:
             raise ValueError(
                 f"the upstream of {name} must be a node of this Docker cluster, not {upstream!r}"
             )
         standbys = sum(1 for n in self.nodes if n.role == "standby")
-        alias = STANDBY_ALIAS if standbys == 0 else f"{STANDBY_ALIAS}-{standbys + 1}"
+        alias = alias or (STANDBY_ALIAS if standbys == 0 else f"{STANDBY_ALIAS}-{standbys + 1}")
         container = (
             self.container_spec(name, alias)
             .with_copy_into_container(*copied(lab_file("setup-standby.sh"), "/setup-standby.sh"))
@@ -360,21 +390,28 @@ class DockerBackend:
         entrypoint = ["bash", "-c", f"exec {_SCRIPT}"]
         if self.hardened:
             container, entrypoint = self._with_passfile(container)
+        container = _restoring(container, restore)
+        if restore is not None:
+            entrypoint = ["bash", RESTORE_IN_CONTAINER, *entrypoint]
         container = container.with_kwargs(labels=dict(self.labels), entrypoint=entrypoint)
         creds = Credentials(password=self.superuser_password)
-        node = DockerNode(self, name, "standby", alias, container, creds, upstream=up)
-        return self.start_node(node)
+        node = DockerNode(self, name, "standby", alias, container, creds, upstream=up, slot=slot)
+        return self.start_node(node, wait=wait)
 
     @staticmethod
     def server_command(name: str, slot: str | None = None) -> list[str]:
         """The seed's start command with the harness's settings (``server_settings``)."""
         return ["docker-entrypoint.sh", "postgres", "-D", PGDATA, *server_settings(name, slot)]
 
-    def create_node(self, name: str) -> DockerNode:
+    def create_node(
+        self, name: str, alias: str | None = None, slot: str | None = None
+    ) -> DockerNode:
         """A container whose supervisor waits, with an empty data directory (a tmpfs the
         servers' account owns), for start(): then the image's entrypoint runs the server on
-        what the model put there."""
-        alias = f"postgres-{name.replace('_', '-')}-lab"
+        what the model (or a snapshot's restore) put there. ``alias``: its name in the
+        network (by default from its own); ``slot``: the upstream's slot it streams
+        through."""
+        alias = alias or f"postgres-{name.replace('_', '-')}-lab"
         container = (
             self.container_spec(name, alias)
             .with_copy_into_container(*copied(RELAY, RELAY_IN_CONTAINER))
@@ -384,10 +421,12 @@ class DockerBackend:
         )
         container = container.with_kwargs(
             labels=dict(self.labels),
-            entrypoint=["bash", SUPERVISOR_IN_CONTAINER, *self.server_command(name)],
+            entrypoint=["bash", SUPERVISOR_IN_CONTAINER, *self.server_command(name, slot)],
         )
         creds = Credentials(password=self.superuser_password)
-        node = DockerNode(self, name, "standby", alias, container, creds, from_backup=True)
+        node = DockerNode(
+            self, name, "standby", alias, container, creds, from_backup=True, slot=slot
+        )
         self.nodes.append(node)
         node.container.start()
         node._exec(["sh", "-c", f"chown postgres: {PGDATA} && chmod 700 {PGDATA}"], {}, 30, "root")

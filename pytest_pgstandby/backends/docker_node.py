@@ -52,6 +52,9 @@ KEEP_FLAG = "/tmp/pgstandby-keep"  # supervisor.sh: from now on, keep the contai
 # what supervisor.sh says when a kept container's server exits
 SUPERVISOR_EXITED = "pgstandby-supervisor: the server exited"
 SUPERVISOR_IN_CONTAINER = "/pgstandby-supervisor.sh"
+RESTORE = Path(__file__).with_name("restore.sh")  # a snapshot's copy's first start
+RESTORE_IN_CONTAINER = "/pgstandby-restore.sh"
+RESTORE_ARCHIVE = "/pgstandby-restore.tgz"  # what restore.sh unpacks (its ARCHIVE)
 PRIMARY_INIT = Path(__file__).with_name("primary-init.sh")
 PRIMARY_INIT_IN_CONTAINER = "/pgstandby-primary-init.sh"
 TEMPLATE_LABEL = "org.pgstandby.template"  # lab/image/Dockerfile: an initdb made at build
@@ -106,6 +109,9 @@ class DockerNode(OwnedHandle):
     _address: str | None = field(default=None, repr=False)
     _started_at: int = field(default=0, repr=False)  # output length when start() was asked
     from_backup: bool = False  # made by create_node: no setup output, all of it is log
+    slot: str | None = None  # the upstream's slot it streams through (command line)
+    # a snapshot's copy: the setup output of the run that built the original
+    restored_setup: str | None = field(default=None, repr=False)
 
     @property
     def container(self) -> Any:
@@ -243,6 +249,8 @@ class DockerNode(OwnedHandle):
 
     def _split(self) -> tuple[str, str]:
         text = self.all_output()
+        if self.restored_setup is not None:
+            return self.restored_setup, text
         if self.from_backup:
             return "", text
         marker = _SETUP_END[self.role]

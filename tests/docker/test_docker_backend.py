@@ -20,10 +20,7 @@ from pytest_pgstandby import (
     ImageMissingError,
     NameClashError,
     Settings,
-    UnsupportedError,
-    assert_streaming,
     start_cluster,
-    take_snapshot,
 )
 from pytest_pgstandby.backends.docker import LABEL, LABEL_CLUSTER, DockerBackend, connect_docker
 from tests.helpers import reapers_of, wait_for_child_file
@@ -69,12 +66,6 @@ def test_a_primary_from_the_template_wants_the_password_the_harness_chose(pair) 
     # password_encryption's default)
     method = "scram-sha-256" if pair.primary.server_version_num() >= 140000 else "md5"
     assert ("host", ["all"], ["all"], method) in hba
-
-
-def test_a_docker_cluster_cannot_be_snapshotted_and_says_what_to_do(pair) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(UnsupportedError, match="backend='local', or fresh='rebuild'"):
-        take_snapshot(pair)
-    assert_streaming(pair.primary, pair.standby)  # untouched
 
 
 def test_stop_start_and_kill_through_the_container(

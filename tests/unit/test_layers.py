@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "backends.docker": 6,
     "backends.external": 5,
     "backends.snapshot": 9,
+    "backends.docker_snapshot": 7,
     "backends.select": 9,
     "backends.stepwise": 9,
     "node_core": 12,
@@ -77,7 +78,7 @@ LAYERS: dict[str, int] = {
     "backends.values": 2,
     "backends.ports": 3,
 }
-LAZY_ALLOWED = {"backends.docker", "backends.containers"}
+LAZY_ALLOWED = {"backends.docker", "backends.containers", "backends.docker_snapshot"}
 DOCKER_LIBRARIES = ("docker", "testcontainers")
 
 
