@@ -19,6 +19,7 @@ from .config import Settings, from_sources
 from .errors import ConfigurationError, PgStandbyError, UnsupportedError
 from .runshare import run_id, shared_cluster
 from .snapshots import ClusterSnapshot, cannot_snapshot, copyable, shape_key, take_snapshot
+from .spares import spares
 
 LIVE_KEY = pytest.StashKey[dict[str, "LiveCluster"]]()
 #: per session (per xdist worker): settings -> the snapshot their clusters are copied from,
@@ -142,7 +143,7 @@ def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
     key = shape_key(settings)
     if key in snapshots:
         snapshot = snapshots[key]
-        return snapshot.restore(settings) if snapshot else build_cluster(settings)
+        return spares(config).take(key, snapshot, settings) if snapshot else build_cluster(settings)
     built = build_cluster(settings)
     refused = cannot_snapshot(built)
     if refused is not None:
@@ -159,7 +160,10 @@ def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
     except BaseException:
         built.close(keep=settings.keeps(failed=True))
         raise
+    ahead = spares(config)
     config.add_cleanup(snapshot.close)
+    config.add_cleanup(lambda: ahead.drop(key))  # first: cleanups run last-in first-out
+    ahead.begin(key, snapshot, settings)  # the next test's copy, while this test runs
     return built
 
 

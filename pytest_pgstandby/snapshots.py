@@ -67,6 +67,12 @@ class ClusterSnapshot:
             raise
         return cluster
 
+    @property
+    def restores_slowly(self) -> bool:
+        """Whether a restore mostly waits on someone else's work (a Docker daemon's
+        container starts), which a copy made ahead can hide (``spares.py``)."""
+        return not isinstance(self.saved, LocalSnapshot)
+
     def close(self) -> None:
         self.saved.close()
 

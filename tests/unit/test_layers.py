@@ -63,6 +63,7 @@ LAYERS: dict[str, int] = {
     "classroom": 0,
     "classroom.doctor": 21,
     "runshare": 20,
+    "spares": 20,
     "factories": 21,
     "reports": 21,
     "healing": 21,
