@@ -382,7 +382,10 @@ class DockerNode(OwnedHandle):
         """``docker pause``: the cgroup freezer stops every process of the container.
         Where the engine cannot freeze (rootless Podman on cgroup v1: "can not pause
         containers on rootless containers"), SIGSTOP to the postmaster and its children,
-        as the local backend does; resume() then sends SIGCONT the same way."""
+        as the local backend does; resume() then sends SIGCONT the same way. A ``docker
+        exec`` still under way (the keep flag wait_ready sets) ends first: one that the
+        freezer catches starting wedges the container in the daemon, unpause included."""
+        self._kept_flag()
         try:
             self.wrapped.pause()
         except docker.errors.APIError as exc:

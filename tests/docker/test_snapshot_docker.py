@@ -141,3 +141,14 @@ def test_a_hardened_docker_cluster_is_not_snapshotted_and_says_why(
         with pytest.raises(UnsupportedError, match=r"passfile outside its data.*fresh='rebuild'"):
             take_snapshot(cluster)
         assert_streaming(cluster.primary, cluster.standby)  # untouched
+
+
+def test_a_copy_paused_the_moment_it_is_handed_out_resumes(snapshot: ClusterSnapshot) -> None:
+    """The keep flag's ``docker exec`` wait_ready leaves under way ends before a pause: a
+    freeze that caught it starting wedged the container in the daemon (inspect, unpause
+    and removal hung; the README's run hit it with copies made ahead)."""
+    for _ in range(3):
+        with snapshot.restore() as pair:
+            pair.standby.pause()
+            pair.standby.resume()
+            assert_streaming(pair.primary, pair.standby)
