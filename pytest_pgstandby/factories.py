@@ -19,7 +19,7 @@ from .config import Settings, from_sources
 from .errors import ConfigurationError, PgStandbyError, UnsupportedError
 from .runshare import run_id, shared_cluster
 from .snapshots import ClusterSnapshot, cannot_snapshot, copyable, shape_key, take_snapshot
-from .spares import spares
+from .spares import asked_again, spares
 
 LIVE_KEY = pytest.StashKey[dict[str, "LiveCluster"]]()
 #: per session (per xdist worker): settings -> the snapshot their clusters are copied from,
@@ -79,7 +79,7 @@ def cluster_for_request(
         if run_shared(request.config, settings):
             cluster = shared_cluster(request.config, settings)
         elif request.scope == "function":
-            cluster = fresh_cluster(request.config, settings)
+            cluster = fresh_cluster(request.config, settings, asked_again(request))
         else:
             cluster = build_cluster(settings)
     except PgStandbyError as exc:
@@ -121,11 +121,12 @@ def remake(config: pytest.Config, settings: Settings) -> tuple[Cluster, str]:
     return build_cluster(settings), "rebuilt by the scripts"
 
 
-def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
+def fresh_cluster(config: pytest.Config, settings: Settings, again: bool = True) -> Cluster:
     """A cluster for one test. With ``fresh`` auto or snapshot, the first cluster of given
     settings is built by the scripts and snapshotted, and each later one is a copy of that
     snapshot (local ~0.2 s, Docker under a second, instead of a build); the snapshot goes
-    at the end of the session."""
+    at the end of the session. ``again``: whether a later test asks for the same fixture
+    (a Docker copy is then made ahead for it, ``spares.py``)."""
     if settings.fresh == "snapshot" and (settings.hardened or settings.archiving):
         why = (
             "profile='hardened': a hardened standby reads its password from a passfile"
@@ -143,7 +144,9 @@ def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
     key = shape_key(settings)
     if key in snapshots:
         snapshot = snapshots[key]
-        return spares(config).take(key, snapshot, settings) if snapshot else build_cluster(settings)
+        if not snapshot:
+            return build_cluster(settings)
+        return spares(config).take(key, snapshot, settings, ahead=again)
     built = build_cluster(settings)
     refused = cannot_snapshot(built)
     if refused is not None:
@@ -163,7 +166,8 @@ def fresh_cluster(config: pytest.Config, settings: Settings) -> Cluster:
     ahead = spares(config)
     config.add_cleanup(snapshot.close)
     config.add_cleanup(lambda: ahead.drop(key))  # first: cleanups run last-in first-out
-    ahead.begin(key, snapshot, settings)  # the next test's copy, while this test runs
+    if again:
+        ahead.begin(key, snapshot, settings)  # the next test's copy, while this test runs
     return built
 
 

@@ -30,13 +30,17 @@ class Spares:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgstandby-spare")
         self._ahead: dict[Settings, tuple[Settings, Future[Cluster]]] = {}
 
-    def take(self, key: Settings, snapshot: ClusterSnapshot, settings: Settings) -> Cluster:
+    def take(
+        self, key: Settings, snapshot: ClusterSnapshot, settings: Settings, ahead: bool = True
+    ) -> Cluster:
         """A copy of ``snapshot`` for ``settings``: the one made ahead when there is one
-        for the same settings, else one made now; then the next one is begun."""
+        for the same settings, else one made now; then, with ``ahead``, the next one is
+        begun."""
         cluster = self._spare(key, settings)
         if cluster is None:
             cluster = snapshot.restore(settings)
-        self.begin(key, snapshot, settings)
+        if ahead:
+            self.begin(key, snapshot, settings)
         return cluster
 
     def begin(self, key: Settings, snapshot: ClusterSnapshot, settings: Settings) -> None:
@@ -77,6 +81,27 @@ class Spares:
 
 
 SPARES_KEY = pytest.StashKey[Spares]()
+LAST_USE_KEY = pytest.StashKey[tuple[dict[str, int], dict[str, int]]]()
+
+
+def asked_again(request: pytest.FixtureRequest) -> bool:
+    """Whether a test after this one, in the session's order, uses the same fixture (a
+    copy made ahead for none would cost a restore and a wait at the session's end).
+    Under xdist a worker knows every collected test, not the ones it will be sent: it
+    may then make one copy too many."""
+    session = request.session
+    if LAST_USE_KEY not in session.stash:
+        order = {item.nodeid: i for i, item in enumerate(session.items)}
+        last: dict[str, int] = {}
+        for i, item in enumerate(session.items):
+            for name in getattr(item, "fixturenames", ()):
+                last[name] = i
+        session.stash[LAST_USE_KEY] = (order, last)
+    order, last = session.stash[LAST_USE_KEY]
+    here = order.get(request.node.nodeid)
+    if here is None or request.fixturename is None:
+        return True
+    return here < last.get(request.fixturename, -1)
 
 
 def spares(config: pytest.Config) -> Spares:
