@@ -125,8 +125,8 @@ def fresh_cluster(config: pytest.Config, settings: Settings, again: bool = True)
     """A cluster for one test. With ``fresh`` auto or snapshot, the first cluster of given
     settings is built by the scripts and snapshotted, and each later one is a copy of that
     snapshot (local ~0.2 s, Docker under a second, instead of a build); the snapshot goes
-    at the end of the session. ``again``: whether a later test asks for the same fixture
-    (a Docker copy is then made ahead for it, ``spares.py``)."""
+    at the end of the session. ``again``: whether a later test asks for the same fixture:
+    only then is a first build snapshotted, and a Docker copy made ahead (``spares.py``)."""
     if settings.fresh == "snapshot" and (settings.hardened or settings.archiving):
         why = (
             "profile='hardened': a hardened standby reads its password from a passfile"
@@ -157,6 +157,8 @@ def fresh_cluster(config: pytest.Config, settings: Settings, again: bool = True)
                 "rebuild (or auto, which rebuilds such clusters), or --pgstandby-backend local."
             )
         snapshots[key] = None
+        return built
+    if not again:  # no later test asks for this fixture: a snapshot would go unused
         return built
     try:
         snapshot = snapshots[key] = take_snapshot(built)

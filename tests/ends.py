@@ -38,6 +38,9 @@ from pytest_pgstandby import factories
 
 fresh = factories.cluster(scope="function")
 
+def test_0_a_fresh_pair(fresh):  # a later test asks for it too: its build is snapshotted
+    fresh.primary.execute("SELECT 1")
+
 def test_holds_a_cluster_and_a_fresh_one(pgstandby_cluster, fresh):
     fresh.primary.execute("SELECT 1")
     pathlib.Path(os.environ["PGSTANDBY_TEST_READY"]).write_text(str(os.getpid()))

@@ -38,10 +38,13 @@ def test_without_xdist_it_is_a_copy_where_the_session_has_a_snapshot_of_its_shap
         def test_2_streams(pgstandby_cluster):
             assert pgstandby_cluster.standby.is_in_recovery()
             assert "restored from the snapshot" in pgstandby_cluster.standby.setup_output()
+
+        def test_3_uses_a_fresh_pair_again(fresh):  # why test_0's build was snapshotted
+            assert "restored from the snapshot" in fresh.standby.setup_output()
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pgstandby-backend=local")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     result.stdout.re_match_lines(
         [
             r"pgstandby: restored: .*test_1_promotes \(promote standby1\); restored from the "
