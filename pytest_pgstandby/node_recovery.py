@@ -83,9 +83,15 @@ class RecoveryVerbs(NodeCore):
         keys -= {"recovery_target_action", "recovery_target_inclusive", "recovery_target_timeline"}
         if not keys or conf.get("recovery_target_action", "pause") == "shutdown":
             return
-        paused = self._paused_sql().removeprefix("SELECT ")
+
+        def reached() -> bool:
+            # inside the poll: a server that refuses connections while it recovers (or
+            # shuts down after running out of WAL) is "not yet", the version query too
+            paused = self._paused_sql().removeprefix("SELECT ")
+            return self.query_value(f"SELECT NOT pg_is_in_recovery() OR {paused}") is True
+
         poll_until(
-            lambda: self.query_value(f"SELECT NOT pg_is_in_recovery() OR {paused}") is True,
+            reached,
             what=f"{self.name} to reach its recovery target",
             timeout=self.timeout,
             log=self.log,
