@@ -151,17 +151,14 @@ def _judged_image(
 def _restoring(container: Any, archive: bytes | None) -> Any:
     """A container that starts as a snapshot's copy (restore.sh): the archive of the
     original's data directory and the script that unpacks it at the first start, ahead
-    of the entrypoint the container has (the primary's is prefixed here; the standby's,
-    set with its other values, by create_standby)."""
+    of the entrypoint the container was given (its last setting)."""
     if archive is None:
         return container
     container = container.with_copy_into_container(archive, RESTORE_ARCHIVE, 0o600)
     container = container.with_copy_into_container(*copied(RESTORE, RESTORE_IN_CONTAINER))
     kwargs = dict(container._kwargs)  # with_kwargs replaces them all
-    if kwargs.get("entrypoint"):  # the primary's, set already
-        kwargs["entrypoint"] = ["bash", RESTORE_IN_CONTAINER, *kwargs["entrypoint"]]
-        container = container.with_kwargs(**kwargs)
-    return container
+    kwargs["entrypoint"] = ["bash", RESTORE_IN_CONTAINER, *kwargs["entrypoint"]]
+    return container.with_kwargs(**kwargs)
 
 
 def _remove_node(node: DockerNode) -> None:
@@ -199,6 +196,7 @@ class DockerBackend:
             self.client.close()
             raise
         labels = found.labels or {}
+        self.image_id = str(found.id)  # a snapshot's files are for this image only
         self.facts = ImageFacts.of(found)
         if not os.environ.get("TESTCONTAINERS_RYUK_DISABLED"):
             # Our own labels and sweep do Ryuk's job; its image may not be pullable here.
@@ -390,10 +388,8 @@ class DockerBackend:
         entrypoint = ["bash", "-c", f"exec {_SCRIPT}"]
         if self.hardened:
             container, entrypoint = self._with_passfile(container)
-        container = _restoring(container, restore)
-        if restore is not None:
-            entrypoint = ["bash", RESTORE_IN_CONTAINER, *entrypoint]
         container = container.with_kwargs(labels=dict(self.labels), entrypoint=entrypoint)
+        container = _restoring(container, restore)
         creds = Credentials(password=self.superuser_password)
         node = DockerNode(self, name, "standby", alias, container, creds, upstream=up, slot=slot)
         return self.start_node(node, wait=wait)
@@ -403,15 +399,11 @@ class DockerBackend:
         """The seed's start command with the harness's settings (``server_settings``)."""
         return ["docker-entrypoint.sh", "postgres", "-D", PGDATA, *server_settings(name, slot)]
 
-    def create_node(
-        self, name: str, alias: str | None = None, slot: str | None = None
-    ) -> DockerNode:
+    def create_node(self, name: str) -> DockerNode:
         """A container whose supervisor waits, with an empty data directory (a tmpfs the
         servers' account owns), for start(): then the image's entrypoint runs the server on
-        what the model (or a snapshot's restore) put there. ``alias``: its name in the
-        network (by default from its own); ``slot``: the upstream's slot it streams
-        through."""
-        alias = alias or f"postgres-{name.replace('_', '-')}-lab"
+        what the model put there."""
+        alias = f"postgres-{name.replace('_', '-')}-lab"
         container = (
             self.container_spec(name, alias)
             .with_copy_into_container(*copied(RELAY, RELAY_IN_CONTAINER))
@@ -421,12 +413,10 @@ class DockerBackend:
         )
         container = container.with_kwargs(
             labels=dict(self.labels),
-            entrypoint=["bash", SUPERVISOR_IN_CONTAINER, *self.server_command(name, slot)],
+            entrypoint=["bash", SUPERVISOR_IN_CONTAINER, *self.server_command(name)],
         )
         creds = Credentials(password=self.superuser_password)
-        node = DockerNode(
-            self, name, "standby", alias, container, creds, from_backup=True, slot=slot
-        )
+        node = DockerNode(self, name, "standby", alias, container, creds, from_backup=True)
         self.nodes.append(node)
         node.container.start()
         node._exec(["sh", "-c", f"chown postgres: {PGDATA} && chmod 700 {PGDATA}"], {}, 30, "root")

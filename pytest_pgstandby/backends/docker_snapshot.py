@@ -77,9 +77,8 @@ def take(backend: DockerBackend, upstreams: dict[str, str]) -> DockerSnapshot:
         )
     finally:
         _start(nodes)
-    image = backend.client.images.get(backend.image).id
     passwords = (backend.superuser_password, backend.replication_password)
-    return DockerSnapshot(image, backend.image, backend.engine.url, saved, passwords)
+    return DockerSnapshot(backend.image_id, backend.image, backend.engine.url, saved, passwords)
 
 
 def restore(backend: DockerBackend, snapshot: DockerSnapshot) -> list[DockerNode]:
@@ -87,7 +86,7 @@ def restore(backend: DockerBackend, snapshot: DockerSnapshot) -> list[DockerNode
     in the snapshot's order (the primary first). Each container is made as the original
     was (its spec, entrypoint and values), with the archive and restore.sh copied in:
     they start side by side, and each standby's server waits for its upstream."""
-    image = backend.client.images.get(backend.image).id
+    image = backend.image_id
     if image != snapshot.image or backend.engine.url != snapshot.engine:
         raise SetupFailedError(
             f"the snapshot was taken of {snapshot.image_name} ({snapshot.image[:19]}) on "

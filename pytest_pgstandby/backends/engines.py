@@ -87,7 +87,13 @@ def own_container(client: docker.DockerClient) -> Any | None:
         text = Path("/proc/self/mountinfo").read_text()
     except OSError:
         return None
-    for cid in dict.fromkeys(_CONTAINER_ID.findall(text)):
+    # only the line mounting /etc/hostname (field 5, the mount point; field 4 is the
+    # source): a host's mount table lists every running container's files too (Podman's
+    # overlay-containers/<id>/userdata/shm), which named a stranger as this process's own
+    sources = [
+        f[3] for f in (line.split() for line in text.splitlines()) if f[4:5] == ["/etc/hostname"]
+    ]
+    for cid in dict.fromkeys(_CONTAINER_ID.findall("\n".join(sources) + "\n")):
         try:
             return client.containers.get(cid)
         except docker.errors.NotFound:

@@ -61,14 +61,6 @@ def wait_container_ready(
         gone = node.server_gone()  # a kept container outlives its server
         if gone is not None:
             return gone
-        # the server may be up where this process cannot reach it (a remote daemon's
-        # address that is not routable from here): asked about every 2 s after the first 2
-        now = time.monotonic()
-        if now - started > 2 and now - asked[0] > 2:
-            asked[0] = now
-            cut_off = node.unreachable()
-            if cut_off is not None:
-                return cut_off
         for one in filter(None, (node, upstream)):
             state = one.status()
             if state in _ALIVE:
@@ -77,6 +69,13 @@ def wait_container_ready(
             if failure is not None:
                 raise failure
             return f"the container of {one.name} is {state}"
+        # the server may be up where this process cannot reach it (a remote daemon's
+        # address that is not routable from here): asked about every 2 s after the first
+        # 2, of a container that runs (a stopped one takes no docker exec)
+        now = time.monotonic()
+        if now - started > 2 and now - asked[0] > 2 and node.status() == "running":
+            asked[0] = now
+            return node.unreachable()
         return None
 
     try:

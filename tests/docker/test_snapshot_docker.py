@@ -84,8 +84,10 @@ def test_two_restored_pairs_share_no_port_network_volume_or_data(
         for kind in ("containers", "networks", "volumes"):
             names = [name for h in held for name in h[kind]]
             assert names and len(names) == len(set(names)), (kind, held)
-        ports = [n.port for c in (built, one, two) for n in c.nodes]
-        assert len(ports) == len(set(ports)) == 6
+        # where this process reaches each server: a published port, or (pytest in a
+        # container joined to each network) the container's own address at 5432
+        places = [(n.handle.host, n.port) for c in (built, one, two) for n in c.nodes]
+        assert len(places) == len(set(places)) == 6
         one.primary.execute("CREATE TABLE only_in_one AS SELECT 1 AS x")
         wait_for_catchup(one.primary, one.standby)
         assert one.standby.query_value("SELECT to_regclass('only_in_one') IS NOT NULL") is True
