@@ -26,7 +26,6 @@ from typing import Any
 import docker
 import docker.errors
 from testcontainers.core.config import testcontainers_config
-from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from ..binaries import MIN_MAJOR
@@ -68,6 +67,7 @@ from .docker_node import (
     SUPERVISOR_IN_CONTAINER,
     TEMPLATE_LABEL,
     DockerNode,
+    OneArchiveContainer,
     copied,
 )
 from .engines import EngineAddress, engine_address, own_container, reached
@@ -262,7 +262,7 @@ class DockerBackend:
         self._refuse_clash(self.container_name(node))
 
         container = (
-            DockerContainer(self.image)
+            OneArchiveContainer(self.image)
             .with_name(self.container_name(node))
             .with_network(self.network)
             .with_network_aliases(alias)

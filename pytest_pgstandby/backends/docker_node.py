@@ -4,10 +4,12 @@ that keeps a standby's container up while its server is stopped)."""
 
 from __future__ import annotations
 
+import io
 import logging
 import shlex
 import signal
 import socket
+import tarfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any, Protocol
 import docker.errors
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
+from testcontainers.core.container import DockerContainer
 
 from .._wait import poll_until
 from ..errors import SetupFailedError, UnsupportedError, WaitTimeoutError
@@ -70,6 +73,27 @@ def copied(source: Path, destination: str) -> tuple[bytes, str, int]:
     starts, with its mode, rather than bind-mounted from a path of this machine, which a
     remote daemon (or the daemon of a job that runs in a container) does not have."""
     return source.read_bytes(), destination, source.stat().st_mode & 0o777
+
+
+class OneArchiveContainer(DockerContainer):
+    """testcontainers' container, whose files (``with_copy_into_container``) go in with
+    one put_archive call rather than one per file: each call costs the daemon ~60 ms
+    (it mounts the container's files), and a node has three to five files."""
+
+    def _transfer_into_container(self, transferable: Any, destination: str, mode: int) -> None:
+        if getattr(self, "_archived_into", None) is self._container:
+            return  # start() asks once per file: the first ask sent them all
+        self._archived_into = self._container
+        specs = list(self._transferable_specs)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for content, path, *rest in specs:
+                data = content if isinstance(content, bytes) else Path(content).read_bytes()
+                info = tarfile.TarInfo(name=path)
+                info.size, info.mode = len(data), rest[0] if rest else 0o644
+                tar.addfile(info, io.BytesIO(data))
+        if not self.get_wrapped_container().put_archive(path="/", data=buffer.getvalue()):
+            raise OSError(f"could not copy {', '.join(s[1] for s in specs)} into the container")
 
 
 class ContainerBackend(Protocol):
