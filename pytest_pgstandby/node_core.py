@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
@@ -48,6 +49,10 @@ SELECT CASE WHEN NOT pg_is_in_recovery()
                           (SELECT timeline_id FROM pg_control_checkpoint()))
        END
 """
+# wal_status is PostgreSQL 13's: through jsonb, 12 answers false rather than an error
+_ANY_SLOT_LOST = (
+    "SELECT EXISTS (SELECT FROM pg_replication_slots s WHERE to_jsonb(s)->>'wal_status' = 'lost')"
+)
 _UPSTREAM_LSN = (
     f"SELECT (CASE WHEN pg_is_in_recovery() THEN {_STANDBY_LSN['replay']} "
     f"ELSE {_PRIMARY_LSN['write']} END)::text"
@@ -274,17 +279,20 @@ class NodeCore:
         check: Callable[[HeldConnection, int], bool],
         what: str,
         timeout: float | None,
+        also: Callable[[], str | None] | None = None,
     ) -> None:
         """Poll ``check`` on this node's held wait connection (each query bounded by the
-        connect budget), watching the node's log for a failure that ends the wait."""
+        connect budget), watching the node's log for a failure that ends the wait (and
+        ``also``, another watch that may end it)."""
         budget = connect_budget(timeout or self.timeout)
+        watch = LogWatch(self.log)
         with self._wait_connection(budget) as held:
             poll_until(
                 lambda: check(held, budget),
                 what=what,
                 timeout=timeout or self.timeout,
                 log=self.log,
-                abort=LogWatch(self.log),
+                abort=lambda: watch() or (also() if also else None),
             )
 
     def wait_for_catchup(
@@ -331,7 +339,7 @@ class NodeCore:
 
         what = f"{standby.name} to {mode} up to {target} of {self.name}"
         try:
-            standby._poll_held(check, what, timeout)
+            standby._poll_held(check, what, timeout, also=self._slot_watch(standby, budget))
         except SetupFailedError as exc:
             lost = self.lost_slot_reason(standby)
             if lost is None:
@@ -348,6 +356,28 @@ class NodeCore:
                 f"and the wait needs {needs}. Fix: {self.name}.start() first, or, after a "
                 "failover, wait on the promoted standby instead."
             ) from None
+
+    def _slot_watch(self, standby: NodeCore, budget: int) -> Callable[[], str | None]:
+        """A wait's watch for a lost slot, asked every 0.5 s from the wait's first 0.5 s
+        on (one query on this node's kept connection): the standby's log says so only when
+        its WAL receiver retries, and the first refusal comes before a LogWatch's first
+        look, so the wait saw the second, 5 s (wal_retrieve_retry_interval) later."""
+        next_look = [time.monotonic() + 0.5]
+
+        def lost() -> str | None:
+            if time.monotonic() < next_look[0]:
+                return None
+            next_look[0] = time.monotonic() + 0.5
+            try:
+                with self._wait_connection(budget) as held:
+                    row = held.row(_ANY_SLOT_LOST, bound=budget)
+            except psycopg.Error:
+                return None
+            if not row or not row[0] or self.lost_slot_reason(standby) is None:
+                return None
+            return f"the slot it streams through on {self.name} is lost (wal_status)"
+
+        return lost
 
     def lost_slot_reason(self, standby: NodeCore) -> str | None:
         """Why ``standby``, streaming from this node through a slot, cannot get the WAL it
