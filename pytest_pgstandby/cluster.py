@@ -39,8 +39,9 @@ from .node import Backup, Node
 
 log = logging.getLogger(__name__)
 
-#: WAL every harness primary keeps for a rewind of it after a failover (Node.rewind)
-KEPT_WAL = "128MB"
+KEPT_WAL = "128MB"  # WAL every harness node keeps for a rewind after a failover (RewindTest.pm)
+# a WAL receiver that lost its upstream retries after 0.5 s, as in Cluster.pm (not 5 s)
+HARNESS_CONF = {"wal_keep_size": KEPT_WAL, "wal_retrieve_retry_interval": "500ms"}
 _NODE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # also a slot and application name
 #: describe_servers() of each cluster built in this process since the last take_built()
 _BUILT: list[str] = []
@@ -118,7 +119,7 @@ class Cluster:
                 self._make_synchronous(self.primary, direct, self.settings.synchronous)
         self.primary.handle.wait_ready()
         if not self.settings.external:
-            self._keep_wal(self.primary)
+            self._harness_conf(self.primary)
         if self.settings.archiving and not self.settings.external:
             self.primary.enable_archiving()
         self._check_version()
@@ -235,7 +236,7 @@ class Cluster:
         self.standbys.append(node)
         self._upstreams[name] = up
         node.poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
-        self._keep_wal(node)
+        self._harness_conf(node)
         if slot:  # given on the standby's command line (see the backends)
             up.poll_query_until(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = %s", params=[name]
@@ -281,7 +282,7 @@ class Cluster:
         self.others.append(node)
         node.handle.run(["cp", "-a", f"{backup.path}/.", node.data_dir])
         # a standby's backup carries a primary_conninfo: not followed unless streaming
-        lines = {"primary_conninfo": "", "wal_keep_size": KEPT_WAL}
+        lines = {"primary_conninfo": "", **HARNESS_CONF}
         if streaming:
             stream = self._stream_params()
             addr = source.peer_address(node)
@@ -352,10 +353,9 @@ class Cluster:
         return node
 
     @staticmethod
-    def _keep_wal(node: Node) -> None:
-        """WAL kept for pg_rewind after a failover, both sides (RewindTest.pm keeps 320MB);
-        in postgresql.auto.conf, where set_conf() may change it (a WAL-gap test sets 0)."""
-        node.set_conf(wal_keep_size=KEPT_WAL)
+    def _harness_conf(node: Node) -> None:
+        """HARNESS_CONF in postgresql.auto.conf, where set_conf() may change it."""
+        node.set_conf(**HARNESS_CONF)
 
     def _refuse_external(self, what: str) -> None:
         if self.settings.external:

@@ -217,6 +217,11 @@ def test_a_wal_gap_stops_a_standby_without_a_slot_but_not_one_with_a_slot(
 ) -> None:
     with make_cluster(standbys=1) as cluster:
         primary, plain = cluster.primary, cluster.standby
+        # the WAL receiver retries after 0.5 s (Cluster.pm's), a value set_conf may change
+        retry = "SELECT setting, unit, source FROM pg_settings WHERE name = %s"
+        for node in cluster.nodes:
+            rows = node.execute(retry, ["wal_retrieve_retry_interval"])
+            assert rows == [("500", "ms", "configuration file")], node.name
         primary.set_conf(wal_keep_size=0)  # as the seed's primary (the harness keeps some)
         primary.wait_for_catchup(plain)
         plain.stop()
@@ -242,3 +247,5 @@ def test_a_wal_gap_stops_a_standby_without_a_slot_but_not_one_with_a_slot(
         slotted.start()
         primary.wait_for_catchup(slotted)  # the slot kept what it needed
         assert slotted.execute("SELECT count(*) FROM wal_filler") == [(8000,)]
+        assert slotted.set_conf(wal_retrieve_retry_interval="5s") == []
+        assert slotted.query_value("SHOW wal_retrieve_retry_interval") == "5s"

@@ -136,7 +136,7 @@ def _read(node: DockerNode) -> bytes:
 
 def _start(nodes: list[DockerNode]) -> None:
     """The primary first (a standby that starts before its upstream accepts connections
-    retries only after wal_retrieve_retry_interval, 5 s), then the standbys side by side."""
+    retries only after wal_retrieve_retry_interval, 0.5 s), then the standbys side by side."""
     if not nodes:
         return
     nodes[0].start()

@@ -130,7 +130,7 @@ def restore(backend: LocalBackend, snapshot: LocalSnapshot) -> list[LocalNode]:
 
 def _start(nodes: list[LocalNode]) -> None:
     """The primary first: a standby that starts before its upstream accepts connections
-    retries only after wal_retrieve_retry_interval (5 s). The standbys side by side."""
+    retries only after wal_retrieve_retry_interval (0.5 s). The standbys side by side."""
     nodes[0].start()
     for node in nodes[1:]:
         node.launch()
