@@ -41,27 +41,31 @@ def assert_streaming(primary: ServerLike, standby: ServerLike, timeout: float = 
     def attempt() -> bool:
         report = Report("assert_streaming", f"{s.label} from {p.label}")
         report.secrets |= secrets_of(p) | secrets_of(s)
+        final = False
         try:
-            _streaming_check(p, s, report)
+            final = _streaming_check(p, s, report)
         except Exception as exc:  # reported, never a bare traceback mid-poll
             report.problem(f"check failed: {type(exc).__name__}: {error_text(exc)}")
         last[:] = [report]
-        return not report.problems
+        return not report.problems or final  # final: no wait can change it, said at once
 
     try:
         poll_until(attempt, what="streaming", timeout=timeout, interval=0.1)
     except WaitTimeoutError:
-        report = last[0]
-        report.see(f"(still failing after {timeout:g}s of polling)")
-        report.raise_if_problems()
+        last[0].see(f"(still failing after {timeout:g}s of polling)")
+    if last[0].problems:
+        last[0].raise_if_problems()
 
 
-def _streaming_check(p: Node, s: Node, report: Report) -> None:
+def _streaming_check(p: Node, s: Node, report: Report) -> bool:
+    """Check once; True when what failed cannot change by waiting (the standby is not in
+    recovery, or is a copy of another primary)."""
+    final = False
     pconn = connect(p, report, "primary")
     sconn = connect(s, report, "standby")
     try:
         if pconn is None or sconn is None:
-            return
+            return False
         senders = walsenders(pconn)  # first: the standby's own positions only grow after
         recv = rows(sconn, "SELECT * FROM pg_stat_wal_receiver")
         receiver = recv[0] if recv else None
@@ -77,6 +81,7 @@ def _streaming_check(p: Node, s: Node, report: Report) -> None:
             report.see(f"standby primary_conninfo: {shown(info)}")
         if receiver is None:
             in_recovery = scalar(sconn, "SELECT pg_is_in_recovery()")
+            final = not in_recovery  # only a restart (a new standby.signal) would change it
             report.problem(
                 "the standby has no WAL receiver (pg_stat_wal_receiver is empty): "
                 + (
@@ -139,7 +144,7 @@ def _streaming_check(p: Node, s: Node, report: Report) -> None:
                 f"{len(picked)} walsenders share application_name {app_name!r}; set "
                 "cluster_name or application_name to tell standbys apart"
             )
-        _compare_system_ids(pconn, sconn, report)
+        final = _compare_system_ids(pconn, sconn, report) or final
     except psycopg.Error as exc:
         report.problem(f"query failed: {error_text(exc)}")
     finally:
@@ -151,17 +156,21 @@ def _streaming_check(p: Node, s: Node, report: Report) -> None:
             "check the standby's log for the WAL receiver's error, and assert_primary_conninfo "
             "for where primary_conninfo points"
         )
+    return final
 
 
-def _compare_system_ids(pconn: Any, sconn: Any, report: Report) -> None:
+def _compare_system_ids(pconn: Any, sconn: Any, report: Report) -> bool:
+    """Whether the two differ (reported)."""
     sql = "SELECT system_identifier::text FROM pg_control_system()"
     try:
         ids = scalar(pconn, sql), scalar(sconn, sql)
     except psycopg.Error as exc:
         report.see(f"system identifiers not compared: {error_text(exc)}")
-        return
+        return False
     if ids[0] != ids[1]:
         report.problem(
             f"system identifiers differ (primary {ids[0]}, standby {ids[1]}): the standby is "
             "not a copy of this primary"
         )
+        return True
+    return False

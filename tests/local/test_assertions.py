@@ -230,6 +230,12 @@ def test_a_promoted_standby_fails_read_only_saying_the_write_succeeded(fresh: Cl
     assert standby.execute("SELECT count(*) FROM existing") == [(0,)]
     with pytest.raises(ReplicationAssertionError, match="2 problems"):
         assert_standby_signal(standby)  # pg_promote removed standby.signal
+    # no wait makes a primary stream: said at once, not after the settle wait
+    started = time.monotonic()
+    with pytest.raises(ReplicationAssertionError, match="it is not in recovery at all") as info:
+        assert_streaming(fresh.primary, standby, timeout=60)
+    assert time.monotonic() - started < 30, "said at once, not at the timeout"
+    assert "still failing after" not in str(info.value)
 
 
 def test_a_frozen_standby_fails_the_lag_check_with_the_measured_lag(fresh: Cluster) -> None:
