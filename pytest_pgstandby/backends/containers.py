@@ -33,11 +33,13 @@ from ..errors import (
 from .base import LOOPBACK, PeerAddress, Reach
 from .engines import (
     EngineAddress,
+    client_kw,
     default_profile,
     engine_address,
     no_daemon,
     own_container,
     reached,
+    remember_api_version,
     tolerate_ended_ssh,
 )
 from .owners import owner_alive
@@ -57,8 +59,9 @@ def connect_docker(timeout: float = 10.0) -> docker.DockerClient:
     if (get_docker_host() or "").startswith("ssh://"):
         tolerate_ended_ssh()  # docker/docker-py#3218
     try:
-        client: docker.DockerClient = DockerClient(timeout=int(timeout)).client
+        client: docker.DockerClient = DockerClient(timeout=int(timeout), **client_kw()).client
         client.ping()
+        remember_api_version(client)
     except Exception as exc:
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         raise DockerUnavailableError(no_daemon(where, exc)) from None

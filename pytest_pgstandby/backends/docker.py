@@ -70,7 +70,7 @@ from .docker_node import (
     OneArchiveContainer,
     copied,
 )
-from .engines import EngineAddress, engine_address, own_container, reached
+from .engines import EngineAddress, client_kw, engine_address, own_container, reached
 from .owners import owner_stamp
 from .values import (
     HARDENED_PRIMARY_VALUES,
@@ -212,7 +212,7 @@ class DockerBackend:
         }
         self._refuse_clash(f"pgstandby-{self.cluster}")
         self._refuse_clash(self.container_name("primary"))
-        self.network = Network(docker_network_kw={"labels": dict(self.labels)})
+        self.network = Network(client_kw(), docker_network_kw={"labels": dict(self.labels)})
         self.network.name = self.network_name = f"pgstandby-{self.cluster}"
         self.network.create()
         # a job running in a container of this daemon joins the cluster's network and
@@ -262,7 +262,7 @@ class DockerBackend:
         self._refuse_clash(self.container_name(node))
 
         container = (
-            OneArchiveContainer(self.image)
+            OneArchiveContainer(self.image, docker_client_kw=client_kw())
             .with_name(self.container_name(node))
             .with_network(self.network)
             .with_network_aliases(alias)

@@ -190,6 +190,29 @@ def engine_address() -> EngineAddress:
     return EngineAddress(url, how, host, publish_ip)
 
 
+#: the API version each daemon negotiated, by its URL: docker-py asks GET /version at every
+#: client it makes ("auto"), which takes Podman ~0.5 s (it runs conmon and the OCI runtime
+#: to report their versions), and a cluster makes a client per network and per node
+_API_VERSIONS: dict[str, str] = {}
+
+
+def _daemon_url() -> str:
+    from testcontainers.core.docker_client import get_docker_host
+
+    return get_docker_host() or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def client_kw() -> dict[str, str]:
+    """Keywords for a docker-py client of the daemon testcontainers picks: the API version
+    it negotiated before in this process (none yet: {}, and docker-py asks)."""
+    version = _API_VERSIONS.get(_daemon_url())
+    return {"version": version} if version else {}
+
+
+def remember_api_version(client: docker.DockerClient) -> None:
+    _API_VERSIONS.setdefault(_daemon_url(), str(client.api.api_version))
+
+
 def no_daemon(where: str, exc: BaseException) -> str:
     """Why no daemon answers at ``where``, with the fix. A local socket that refuses this
     account is named as such: its daemon runs, and starting one is not the fix."""

@@ -13,9 +13,11 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import docker.api.client
 import docker.models.containers
 import psycopg
 import pytest
+from testcontainers.core.config import testcontainers_config
 
 from pytest_pgstandby import (
     DockerUnavailableError,
@@ -262,6 +264,7 @@ def test_a_nodes_files_go_in_with_one_put_archive(docker_client, monkeypatch) ->
         return real(self, path, data)
 
     monkeypatch.setattr(docker.models.containers.Container, "put_archive", counted)
+    monkeypatch.setattr(testcontainers_config, "ryuk_disabled", True)  # as DockerBackend does
     files = {"/pgstandby-a.sh": (b"echo a\n", 0o755), "/tmp/b.conf": (b"b = 1\n", 0o600),
              "/docker-entrypoint-initdb.d/c.sh": (b"#!/bin/sh\n" * 50, 0o644)}  # fmt: skip
     container = OneArchiveContainer("pgstandby/postgres:15").with_command("sleep 60")
@@ -278,3 +281,23 @@ def test_a_nodes_files_go_in_with_one_put_archive(docker_client, monkeypatch) ->
             assert wrapped.exec_run(["cat", path]).output == content
     finally:
         container.get_wrapped_container().remove(force=True)
+
+
+def test_a_cluster_asks_the_daemons_api_version_once_per_process(
+    docker_client, make_cluster, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """docker-py asks GET /version at every client it makes, which takes Podman ~0.5 s, and
+    a cluster makes one per network and per node: the version this process negotiated
+    (the docker_client fixture's connection) is given to each instead."""
+    asked: list[str] = []
+    real = docker.api.client.APIClient._retrieve_server_version
+
+    def counted(self):  # type: ignore[no-untyped-def]
+        asked.append(self.base_url)
+        return real(self)
+
+    monkeypatch.setattr(docker.api.client.APIClient, "_retrieve_server_version", counted)
+    with make_cluster(standbys=1) as cluster:
+        cluster.primary.execute("CREATE TABLE asked AS SELECT 1 AS x")
+        cluster.primary.wait_for_catchup(cluster.standby)
+    assert asked == []
