@@ -285,7 +285,7 @@ def test_a_nodes_files_go_in_with_one_put_archive(docker_client, monkeypatch) ->
             assert (code, out.decode().split()) == (0, [f"{mode:o}", str(len(content))]), path
             assert wrapped.exec_run(["cat", path]).output == content
     finally:
-        container.get_wrapped_container().remove(force=True)
+        container.get_wrapped_container().remove(force=True, v=True)  # the image's VOLUME
 
 
 def test_a_cluster_asks_the_daemons_api_version_once_per_process(
