@@ -338,10 +338,11 @@ class NodeCore:
             return True
 
         what = f"{standby.name} to {mode} up to {target} of {self.name}"
+        found: list[str] = []  # what the slot watch found, if it ended the wait
         try:
-            standby._poll_held(check, what, timeout, also=self._slot_watch(standby, budget))
+            standby._poll_held(check, what, timeout, also=self._slot_watch(standby, budget, found))
         except SetupFailedError as exc:
-            lost = self.lost_slot_reason(standby)
+            lost = found[0] if found else self.lost_slot_reason(standby)
             if lost is None:
                 raise
             raise SetupFailedError(f"{lost}\n{exc}") from None
@@ -357,11 +358,14 @@ class NodeCore:
                 "failover, wait on the promoted standby instead."
             ) from None
 
-    def _slot_watch(self, standby: NodeCore, budget: int) -> Callable[[], str | None]:
+    def _slot_watch(
+        self, standby: NodeCore, budget: int, found: list[str]
+    ) -> Callable[[], str | None]:
         """A wait's watch for a lost slot, asked every 0.5 s from the wait's first 0.5 s
         on (one query on this node's kept connection): the standby's log says so only when
         its WAL receiver retries, and the first refusal comes before a LogWatch's first
-        look, so the wait saw the second, 5 s (wal_retrieve_retry_interval) later."""
+        look, so the wait saw the second, a wal_retrieve_retry_interval later. The reason
+        it finds goes in ``found``."""
         next_look = [time.monotonic() + 0.5]
 
         def lost() -> str | None:
@@ -373,8 +377,10 @@ class NodeCore:
                     row = held.row(_ANY_SLOT_LOST, bound=budget)
             except psycopg.Error:
                 return None
-            if not row or not row[0] or self.lost_slot_reason(standby) is None:
+            reason = self.lost_slot_reason(standby) if row and row[0] else None
+            if reason is None:
                 return None
+            found.append(reason)
             return f"the slot it streams through on {self.name} is lost (wal_status)"
 
         return lost

@@ -159,9 +159,8 @@ def engine_address() -> EngineAddress:
     testcontainers' own guess for a local socket inside a container (the default gateway)
     is not taken: a machine with a stray ``/.dockerenv`` is not one."""
     from testcontainers.core.config import testcontainers_config
-    from testcontainers.core.docker_client import get_docker_host
 
-    url = get_docker_host() or "unix:///var/run/docker.sock"
+    url = daemon_url()
     if testcontainers_config.tc_properties_get_tc_host():
         how = "tc.host in ~/.testcontainers.properties"
     elif os.environ.get("DOCKER_HOST"):
@@ -196,21 +195,22 @@ def engine_address() -> EngineAddress:
 _API_VERSIONS: dict[str, str] = {}
 
 
-def _daemon_url() -> str:
+def daemon_url() -> str:
+    """The daemon testcontainers picks (``engine_address`` says how and where)."""
     from testcontainers.core.docker_client import get_docker_host
 
-    return get_docker_host() or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return get_docker_host() or "unix:///var/run/docker.sock"
 
 
 def client_kw() -> dict[str, str]:
     """Keywords for a docker-py client of the daemon testcontainers picks: the API version
     it negotiated before in this process (none yet: {}, and docker-py asks)."""
-    version = _API_VERSIONS.get(_daemon_url())
+    version = _API_VERSIONS.get(daemon_url())
     return {"version": version} if version else {}
 
 
 def remember_api_version(client: docker.DockerClient) -> None:
-    _API_VERSIONS.setdefault(_daemon_url(), str(client.api.api_version))
+    _API_VERSIONS.setdefault(daemon_url(), str(client.api.api_version))
 
 
 def no_daemon(where: str, exc: BaseException) -> str:
