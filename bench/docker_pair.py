@@ -1,8 +1,11 @@
-"""Nothing to a Docker pair whose standby replayed a row, beside testcontainers' single
-``PostgresContainer`` on the same image, alternating in one run; and where the pair's time
-goes: a timeline of each round, read from the Docker daemon's own timestamps (container
-created and started, and the log lines of the scripts and servers). Prints min / median /
-max, the ratio of medians and the median timeline; writes JSON.
+"""Nothing to a Docker pair whose standby replayed a row, warm (its containers made ahead
+by docker_warm.py, as for the third and later clusters of a shape in a process) and cold
+(kits off, as the first two), beside testcontainers' single ``PostgresContainer`` on the
+same image, alternating in one run; and where each pair's time goes: a timeline, read
+from the Docker daemon's own timestamps (container created and started, and the log lines
+of the scripts and servers; a warm kit's containers were made before the call, so those
+marks are negative). Prints min / median / max, the ratios of medians and the median
+timelines; writes JSON.
 
     python bench/docker_pair.py --rounds 7 --json bench/results/docker_pair.json
 """
@@ -10,6 +13,7 @@ max, the ratio of medians and the median timeline; writes JSON.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -20,6 +24,7 @@ from _report import report  # bench/ is the script's own directory
 from engines import testcontainers_single
 
 from pytest_pgstandby import Settings, start_cluster
+from pytest_pgstandby.backends.docker_warm import drain
 
 #: (phase, node, the first log line that contains this, or a container state field)
 MARKS = (
@@ -60,7 +65,10 @@ def _timeline(cluster: Any, began: float) -> dict[str, float]:
     return seen
 
 
-def pgstandby_pair(image: str, timelines: list[dict[str, float]]) -> float:
+def pgstandby_pair(image: str, timelines: list[dict[str, float]], warm: bool = True) -> float:
+    """One pair; ``warm``: from the kit made ahead (docker_warm.py) once two of this
+    shape were built, else with kits off (PGSTANDBY_WARM=0), as the first of a shape."""
+    os.environ["PGSTANDBY_WARM"] = "1" if warm else "0"
     began, started = time.time(), time.perf_counter()
     settings = Settings(backend="docker", image=image, profile="documented")
     with start_cluster(settings, standbys=1) as cluster:
@@ -80,24 +88,32 @@ def main() -> None:
     parser.add_argument("--image", default="pgstandby/postgres:15")
     parser.add_argument("--json", default="bench/results/docker_pair.json")
     args = parser.parse_args()
-    times: dict[str, list[float]] = {"pgstandby pair": [], "testcontainers single": []}
-    timelines: list[dict[str, float]] = []
-    pgstandby_pair(args.image, [])  # a first start warms the daemon's caches
+    warm, cold, single = "pair, warm kit", "pair, cold", "testcontainers single"
+    times: dict[str, list[float]] = {warm: [], cold: [], single: []}
+    timelines: dict[str, list[dict[str, float]]] = {warm: [], cold: []}
+    for _ in range(2):  # a first start warms the daemon's caches; the second begins a kit
+        pgstandby_pair(args.image, [])
     for _ in range(args.rounds):
-        times["pgstandby pair"].append(pgstandby_pair(args.image, timelines))
-        times["testcontainers single"].append(testcontainers_single(args.image))
+        times[warm].append(pgstandby_pair(args.image, timelines[warm]))
+        times[cold].append(pgstandby_pair(args.image, timelines[cold], warm=False))
+        times[single].append(testcontainers_single(args.image))
+    drain()
     report(
         times,
-        ("pgstandby pair", "testcontainers single"),
+        (warm, single),
         args.json,
         f"vm: {platform.machine()}, rounds={args.rounds}, image {args.image} (a pair: nothing "
-        "to a row replayed on the standby; testcontainers: nothing to SELECT 1 on one server)",
+        "to a row replayed on the standby, its containers made ahead in the background while "
+        "the other two ran (warm) or made when asked (cold); testcontainers: nothing to "
+        "SELECT 1 on one server)",
+        against_all=True,
     )
-    print("\nwhere the pair's time goes (median seconds from the start, Docker's timestamps):")
-    phases = dict.fromkeys(p for t in timelines for p in t)
-    rows = [(statistics.median(t[p] for t in timelines if p in t), p) for p in phases]
-    for at, phase in sorted(rows):
-        print(f"  {at:6.3f}s  {phase}")
+    for kind, kept in timelines.items():
+        print(f"\nwhere the {kind}'s time goes (median seconds from the call, Docker's clock):")
+        phases = dict.fromkeys(p for t in kept for p in t)
+        rows = [(statistics.median(t[p] for t in kept if p in t), p) for p in phases]
+        for at, phase in sorted(rows):
+            print(f"  {at:6.3f}s  {phase}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from psycopg.conninfo import make_conninfo
 
 from ._text import mask_secrets
 from .backends.base import Backend, NodeHandle, conninfo_params
-from .backends.select import open_backend
+from .backends.select import built, open_backend
 from .config import Settings
 from .connections import multi_host
 from .diagnosis import explain
@@ -73,8 +73,7 @@ class Cluster:
         self._closed = False
 
     @property
-    def standby(self) -> Node:
-        """The first standby."""
+    def standby(self) -> Node:  # the first standby
         return self.standbys[0]
 
     @property
@@ -484,6 +483,7 @@ def build_cluster(settings: Settings) -> Cluster:
     except BaseException:
         cluster.close(keep=settings.keeps(failed=True))
         raise
+    built(backend)  # Docker: the next cluster of these settings may be made ahead
     return cluster
 
 

@@ -231,12 +231,14 @@ class NodeCore:
         return self._versions()[0]
 
     def _versions(self) -> tuple[str, int]:
-        if self._version is None:
-            text, num = self.execute(
-                "SELECT current_setting('server_version'),"
-                " current_setting('server_version_num')::int"
-            )[0]
-            self._version = (str(text), int(num))
+        if self._version is None:  # on the waits' connection: a build asks it last
+            with self._wait_connection(connect_budget(self.timeout)) as held:
+                row = held.row(
+                    "SELECT current_setting('server_version'),"
+                    " current_setting('server_version_num')::int"
+                )
+            assert row is not None
+            self._version = (str(row[0]), int(row[1]))
         return self._version
 
     def is_in_recovery(self) -> bool:

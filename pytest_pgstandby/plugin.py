@@ -19,7 +19,7 @@ import pytest
 from . import binaries, healing, reports, runshare
 from ._text import mask_secrets
 from .assertions.lag import LagSample
-from .backends.select import docker_status, engine_status
+from .backends.select import docker_status, drain_warm, engine_status
 from .classroom import lagview
 from .cluster import Cluster, take_built
 from .config import LIST_SETTINGS, Settings
@@ -282,7 +282,9 @@ def pytest_testnodedown(node: object, error: object) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The controller removes what its workers shared, once every worker is down."""
+    """Warm Docker kits not taken go; the controller removes what its workers shared,
+    once every worker is down."""
+    drain_warm()
     if _RUN_DIRS and getattr(config, "workerinput", None) is None:
         runshare.remove_runs(_RUN_DIRS)
         _RUN_DIRS.clear()

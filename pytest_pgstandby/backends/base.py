@@ -32,6 +32,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CONTAINER_PGDATA = "/var/lib/postgresql/data"
 #: How each shutdown mode is asked of a postmaster.
 STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+#: The longest pause between two asks of a starting server: a server starts in 20-150 ms,
+#: and poll_until's 50 ms would see it up to 50 ms late, three times per local pair. An
+#: ask costs ~0.3 ms before the socket exists, and a fork (~1 ms) while it starts up.
+ACCEPT_POLL = 0.01
 
 
 def wait_accepting(
@@ -60,7 +64,15 @@ def wait_accepting(
             conn.execute("SELECT 1")
         return True
 
-    poll_until(accepts, what=what, timeout=timeout, log=log, abort=abort, abort_every=abort_every)
+    poll_until(
+        accepts,
+        what=what,
+        timeout=timeout,
+        interval=ACCEPT_POLL,
+        log=log,
+        abort=abort,
+        abort_every=abort_every,
+    )
 
 
 #: what libpq or a server says of a connection that no wait can change (English server

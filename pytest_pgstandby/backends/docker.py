@@ -36,7 +36,7 @@ from ..errors import (
     VersionMismatchError,
 )
 from ..labfiles import lab_file
-from . import reaper
+from . import docker_warm, reaper
 from .base import RELAY, Credentials, NodeHandle
 from .containers import (
     LABEL,
@@ -58,9 +58,6 @@ from .docker_node import (
     PRIMARY_INIT,
     PRIMARY_INIT_IN_CONTAINER,
     RELAY_IN_CONTAINER,
-    RESTORE,
-    RESTORE_ARCHIVE,
-    RESTORE_IN_CONTAINER,
     SHARED_DIR,
     STANDBY_ALIAS,
     SUPERVISOR,
@@ -69,6 +66,7 @@ from .docker_node import (
     DockerNode,
     OneArchiveContainer,
     copied,
+    restoring,
 )
 from .engines import EngineAddress, client_kw, engine_address, own_container, reached
 from .owners import owner_stamp
@@ -148,19 +146,6 @@ def _judged_image(
     return found
 
 
-def _restoring(container: Any, archive: bytes | None) -> Any:
-    """A container that starts as a snapshot's copy (restore.sh): the archive of the
-    original's data directory and the script that unpacks it at the first start, ahead
-    of the entrypoint the container was given (its last setting)."""
-    if archive is None:
-        return container
-    container = container.with_copy_into_container(archive, RESTORE_ARCHIVE, 0o600)
-    container = container.with_copy_into_container(*copied(RESTORE, RESTORE_IN_CONTAINER))
-    kwargs = dict(container._kwargs)  # with_kwargs replaces them all
-    kwargs["entrypoint"] = ["bash", RESTORE_IN_CONTAINER, *kwargs["entrypoint"]]
-    return container.with_kwargs(**kwargs)
-
-
 def _remove_node(node: DockerNode) -> None:
     try:
         node.remove()
@@ -185,6 +170,8 @@ class DockerBackend:
     ) -> None:
         self.image = image
         self.timeout = timeout
+        #: what opens another backend like this one (a warm kit's); None for a named cluster
+        self.args = None if cluster_name else (image, timeout, None, hardened, major)
         self.engine = engine_address()
         # None (the "auto" profile): hardened wherever other machines reach the servers,
         # for the documented profile's trust lines must never be an open door
@@ -233,6 +220,15 @@ class DockerBackend:
         self.replication_password = secrets.token_hex(16) if self.hardened else REPLICATION_PASSWORD
         self.template = labels.get(TEMPLATE_LABEL)  # None: the image's own initdb runs
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pgstandby-start")
+        self.made: docker_warm.Plan = []  # the node calls a build made (a kit replays them)
+        self.held: dict[str, DockerNode] = {}  # a warm kit's containers, by node
+        self._holding = False
+
+    @classmethod
+    def open(cls, image: str, timeout: float, hardened: bool | None, major: str | None) -> Any:
+        """A cluster's backend: the warm kit made for these values if there is one."""
+        args = (image, timeout, None, hardened, major)
+        return docker_warm.take(args, cls.current) or cls(*args)
 
     def container_name(self, node: str) -> str:
         return f"pgstandby-{self.cluster}-{node}"
@@ -259,7 +255,8 @@ class DockerBackend:
         )
 
     def container_spec(self, node: str, alias: str) -> Any:
-        self._refuse_clash(self.container_name(node))
+        if node not in self.held:  # a kit's is ours, made under that name for this call
+            self._refuse_clash(self.container_name(node))
 
         container = (
             OneArchiveContainer(self.image, docker_client_kw=client_kw())
@@ -291,8 +288,22 @@ class DockerBackend:
         return container.with_envs(**envs), ["bash", "-c", _WRITE_PASSFILE_THEN_SCRIPT]
 
     def start_node(self, node: DockerNode, wait: bool = True) -> DockerNode:
+        if self._holding:
+            docker_warm.hold(node, self.timeout)
+            self.nodes.append(node)
+            return node
+        held = self.held.pop(node.name, None)
+        if held is not None:
+            if docker_warm.adopt(held, node):
+                node.tc._docker.client.close()  # the spec's client, never used
+                node = held
+            else:
+                _remove_node(held)
         self.nodes.append(node)
-        if wait:
+        if node is held:
+            if wait:
+                node.wait_ready()
+        elif wait:
             node.container.start()
             node.wait_ready()
         else:
@@ -300,11 +311,34 @@ class DockerBackend:
             node._starting = self._pool.submit(node.tc.start)
         return node
 
+    def hold_ahead(self, plan: docker_warm.Plan) -> None:
+        """Make and start, holding, the containers ``plan``'s calls make (docker_warm)."""
+        self._holding = True
+        try:
+            docker_warm.replay(self, plan)
+        finally:
+            self._holding = False
+            self.held = {node.name: node for node in self.nodes}
+            self.nodes, self.made = [], []
+
+    def built(self) -> None:
+        """A cluster was built here: from the second of its settings, a kit for the next."""
+        args = self.args
+        if args is not None:
+            docker_warm.built(args, self.made, lambda: DockerBackend(*args))
+
+    def current(self) -> bool:
+        """Whether the image under this backend's tag is still the one it judged."""
+        try:
+            return str(self.client.images.get(self.image).id) == self.image_id
+        except docker.errors.ImageNotFound:
+            return False
+
     def create_primary(self, name: str, restore: bytes | None = None) -> DockerNode:
         """Start the primary's container and return while it initialises: the standby's
         script waits for it with pg_isready, as the documented procedure does (and as
         docker-compose starts the lab), which saves a container start per cluster.
-        ``restore``: a snapshot's archive of its data directory (``_restoring``)."""
+        ``restore``: a snapshot's archive of its data directory (``restoring``)."""
         # With the image's initdb template, primary-init.sh runs the image's entrypoint with
         # a copy of it in place of initdb (0.05 s instead of 0.7 s); every other step of the
         # entrypoint, setup-primary.sh included, runs as it is.
@@ -335,9 +369,11 @@ class DockerBackend:
         )
         if self.hardened:
             container = container.with_envs(**HARDENED_PRIMARY_VALUES)
-        container = _restoring(container, restore)
+        container = restoring(container, restore)
         creds = Credentials(password=self.superuser_password)
         node = DockerNode(self, name, "primary", PRIMARY_ALIAS, container, creds)
+        if restore is None:
+            self.made.append((name, None, None))
         return self.start_node(node, wait=False)
 
     def create_standby(
@@ -354,7 +390,7 @@ class DockerBackend:
         (the seed's default host) or, for a cascade, another standby of this cluster, which
         the script reaches under its alias: only the host value changes. ``restore``: a
         snapshot's archive of its data directory, with ``alias``, the original's
-        (``_restoring``); ``wait=False`` returns while it starts."""
+        (``restoring``); ``wait=False`` returns while it starts."""
         up = upstream if isinstance(upstream, DockerNode) else None
         if up is None or up.backend is not self:
             raise ValueError(
@@ -389,9 +425,11 @@ class DockerBackend:
         if self.hardened:
             container, entrypoint = self._with_passfile(container)
         container = container.with_kwargs(labels=dict(self.labels), entrypoint=entrypoint)
-        container = _restoring(container, restore)
+        container = restoring(container, restore)
         creds = Credentials(password=self.superuser_password)
         node = DockerNode(self, name, "standby", alias, container, creds, upstream=up, slot=slot)
+        if restore is None and wait:
+            self.made.append((name, up.name, slot))
         return self.start_node(node, wait=wait)
 
     @staticmethod
@@ -424,6 +462,8 @@ class DockerBackend:
         return node
 
     def close(self, keep: bool = False) -> None:
+        self.nodes += self.held.values()  # a kit's not taken: nothing to keep in them
+        self.held = {}
         for node in self.nodes:  # a start still under way ends first, whatever its fate
             with contextlib.suppress(Exception):
                 _ = node.container

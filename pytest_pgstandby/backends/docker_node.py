@@ -75,6 +75,19 @@ def copied(source: Path, destination: str) -> tuple[bytes, str, int]:
     return source.read_bytes(), destination, source.stat().st_mode & 0o777
 
 
+def restoring(container: Any, archive: bytes | None) -> Any:
+    """A container that starts as a snapshot's copy (restore.sh): the archive of the
+    original's data directory and the script that unpacks it at the first start, ahead
+    of the entrypoint the container was given (its last setting)."""
+    if archive is None:
+        return container
+    container = container.with_copy_into_container(archive, RESTORE_ARCHIVE, 0o600)
+    container = container.with_copy_into_container(*copied(RESTORE, RESTORE_IN_CONTAINER))
+    kwargs = dict(container._kwargs)  # with_kwargs replaces them all
+    kwargs["entrypoint"] = ["bash", RESTORE_IN_CONTAINER, *kwargs["entrypoint"]]
+    return container.with_kwargs(**kwargs)
+
+
 class OneArchiveContainer(DockerContainer):
     """testcontainers' container, whose files (``with_copy_into_container``) go in with
     one put_archive call rather than one per file: each call costs the daemon ~60 ms
@@ -136,6 +149,7 @@ class DockerNode(OwnedHandle):
     slot: str | None = None  # the upstream's slot it streams through (command line)
     # a snapshot's copy: the setup output of the run that built the original
     restored_setup: str | None = field(default=None, repr=False)
+    held: str | None = field(default=None, repr=False)  # a warm kit's: its fingerprint
 
     @property
     def container(self) -> Any:

@@ -4,6 +4,8 @@ the pytest header."""
 
 from __future__ import annotations
 
+import sys
+
 from ..config import Settings
 from .base import Backend
 from .external import ExternalBackend, Server
@@ -54,11 +56,8 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
     if settings.backend == "docker":
         from .docker import DockerBackend
 
-        backend = DockerBackend(
-            settings.docker_image,
-            settings.timeout,
-            hardened=_hardened(settings),
-            major=settings.version,
+        backend = DockerBackend.open(
+            settings.docker_image, settings.timeout, _hardened(settings), settings.version
         )
         return backend, "asked for docker"
     if settings.backend == "auto":
@@ -66,8 +65,8 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
         if usable:
             from .docker import DockerBackend
 
-            backend = DockerBackend(
-                settings.docker_image, settings.timeout, hardened=_hardened(settings)
+            backend = DockerBackend.open(
+                settings.docker_image, settings.timeout, _hardened(settings), None
             )
             return backend, f"auto: {why}"
         reason = f"auto: local, since {why}"
@@ -76,3 +75,17 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
     return LocalBackend(
         settings.pg_bin, settings.timeout, hardened=settings.hardened, major=settings.version
     ), reason
+
+
+def built(backend: Backend) -> None:
+    """A cluster was built on ``backend``: Docker may begin the next one's warm kit."""
+    after = getattr(backend, "built", None)
+    if after is not None:
+        after()
+
+
+def drain_warm() -> None:
+    """Remove the warm Docker kits not taken (if Docker was used at all)."""
+    warm = sys.modules.get("pytest_pgstandby.backends.docker_warm")
+    if warm is not None:
+        warm.drain()

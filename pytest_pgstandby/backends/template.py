@@ -48,6 +48,11 @@ CONF_LINES = (
     "dynamic_shared_memory_type = mmap",
 )
 
+#: initdb's WAL segment holds ~5 MB of records and 11 MB of zeros: the zeros become holes
+#: (the same bytes to every reader), which each ``cp -a`` of the template keeps as holes
+#: rather than copying them (a primary's copy: 0.049 s -> see CHANGELOG)
+SPARSE_WAL = 'for f in "$1"/0*; do cp --sparse=always "$f" "$f.s" && mv "$f.s" "$f"; done'
+
 
 def template(
     bins: Binaries, account: Account, base: Path, env: dict[str, str], timeout: float
@@ -87,6 +92,7 @@ def template(
             (staging / "initdb.out").write_text(out)
             with open(data / "postgresql.conf", "a", encoding="utf-8") as conf:
                 conf.write("\n" + "\n".join(CONF_LINES) + "\n")
+            run_as(["sh", "-c", SPARSE_WAL, "sh", str(data / "pg_wal")], account, env, timeout)
             os.chmod(staging, 0o755)
             staging.rename(made)  # atomic: complete or absent
         except BaseException:
@@ -100,7 +106,7 @@ def template(
 
 def template_dir(bins: Binaries, account: Account, base: Path) -> Path:
     """Where the template of these binaries, options and servers' account lives."""
-    options = " ".join((*INITDB_OPTIONS, *CONF_LINES))
+    options = " ".join((*INITDB_OPTIONS, *CONF_LINES, SPARSE_WAL))
     stamp = f"{bins.bindir}|{bins.version}|{options}|{account.uid}"
     key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
     return base / f"{PREFIX}{bins.version}-{key}"

@@ -22,13 +22,16 @@ from pytest_pgstandby import (
 )
 from pytest_pgstandby.backends.containers import LABEL, LABEL_OWNER_PID
 from pytest_pgstandby.backends.docker import DockerBackend
+from pytest_pgstandby.backends.select import drain_warm
 from tests.docker.images import derived_image
 
 pytestmark = pytest.mark.docker
 
 
 def _ours(client: docker.DockerClient) -> list[str]:
-    """Containers and networks this process's harness made that are still there."""
+    """Containers and networks this process's harness made that are still there, once
+    the warm kits other tests' clusters had made ahead (docker_warm.py) are gone."""
+    drain_warm()
     mine = {"label": [f"{LABEL}=1", f"{LABEL_OWNER_PID}={os.getpid()}"]}
     return [c.name for c in client.containers.list(all=True, filters=mine)] + [
         n.name for n in client.networks.list(filters=mine)

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "backends.local_node": 7,
     "backends.local": 8,
     "backends.docker_node": 5,
+    "backends.docker_warm": 5,
     "backends.docker": 6,
     "backends.external": 5,
     "backends.snapshot": 9,

@@ -1,0 +1,187 @@
+"""Warm kits: the network, shared volume and containers of the next Docker cluster of the
+same settings, made and started ahead in a background thread, each container holding
+before its entrypoint until the cluster is asked for.
+
+Of a pair's ~1.3 s from nothing to a streaming standby, ~0.6 s is the daemon's: a
+network, two creates with their files, two starts. The procedure's part cannot begin
+before the cluster is asked for, and does not: a held container runs only a shell that
+waits for SIGUSR1 (``HOLD``), and its entrypoint (the primary's ``docker-entrypoint.sh``
+with ``setup-primary.sh``, the standby's ``setup-standby.sh``) runs from its first line
+when the build's own call for that node is made. A kit is used only where that call
+would have made the very same container (``fingerprint``: image, command, environment,
+files, mounts, labels, names); any other is removed and the container made then.
+
+A kit is made after the second build of the same settings in a process (a shape asked
+once, a session-scoped pair, never pays for one), and one at a time per shape. What is
+left at the end of a session or process is removed (``drain``); a killed process's is
+the reaper's, as every cluster is. ``PGSTANDBY_WARM=0`` turns kits off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .._wait import poll_until
+from .engines import daemon_url
+
+log = logging.getLogger(__name__)
+
+#: What a held container runs ahead of its entrypoint ("$@"): wait for SIGUSR1, once. A
+#: container restart (a standby's reclone) runs the entrypoint at once: the mark is in the
+#: container's own filesystem, which a restart keeps.
+RELEASED = "/tmp/pgstandby-released"
+HOLD = (
+    f'[ -e {RELEASED} ] || {{ trap "go=1" USR1; until [ -n "${{go:-}}" ]; do '
+    f'sleep 600 & s=$!; wait "$s"; kill "$s" 2>/dev/null; done; : > {RELEASED}; }}; exec "$@"'
+)
+#: a build's node calls, in order: (node, its upstream's name or None for the primary, slot)
+Plan = list[tuple[str, str | None, str | None]]
+#: docker.py's DockerBackend and docker_node.py's DockerNode (this module is below both)
+DockerBackend = Any
+DockerNode = Any
+
+_LOCK = threading.Lock()
+_KITS: dict[Hashable, Future[DockerBackend]] = {}
+_BUILT: Counter[Hashable] = Counter()
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def enabled() -> bool:
+    return os.environ.get("PGSTANDBY_WARM", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def fingerprint(container: Any) -> str:
+    """What the daemon would be asked to create for this testcontainers container."""
+    files = [
+        (
+            hashlib.sha256(c if isinstance(c, bytes) else Path(c).read_bytes()).hexdigest(),
+            path,
+            rest,
+        )
+        for c, path, *rest in container._transferable_specs
+    ]
+    network = container._network.name if container._network is not None else None
+    made = {
+        "image": container.image,
+        "command": container._command,
+        "env": container.env,
+        "ports": container.ports,
+        "volumes": container.volumes,
+        "tmpfs": container.tmpfs,
+        "name": container._name,
+        "network": [network, container._network_aliases],
+        "kwargs": container._kwargs,
+        "files": files,
+    }
+    return hashlib.sha256(json.dumps(made, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def hold(node: DockerNode, timeout: float) -> None:
+    """Create and start ``node``'s container with HOLD ahead of its entrypoint; return
+    once the shell waits (a SIGUSR1 before its trap would be lost: PID 1 ignores it)."""
+    tc = node.tc
+    node.held = fingerprint(tc)
+    kwargs = dict(tc._kwargs)  # with_kwargs replaces them all
+    kwargs["entrypoint"] = ["bash", "-c", HOLD, "pgstandby-hold", *kwargs["entrypoint"]]
+    tc._kwargs = kwargs
+    tc.start()
+    poll_until(
+        lambda: any("sleep 600" in " ".join(p) for p in node.wrapped.top()["Processes"] or []),
+        what=f"the warm container of {node.name} to hold",
+        timeout=timeout,
+        interval=0.02,
+    )
+
+
+def adopt(held: DockerNode, asked: DockerNode) -> bool:
+    """Release ``held`` when it is the container ``asked`` would be; True if it was."""
+    if held.held != fingerprint(asked.tc):
+        return False
+    held.wrapped.kill(signal=signal.SIGUSR1)
+    held.held = None
+    return True
+
+
+def replay(backend: DockerBackend, plan: Plan) -> None:
+    """The node calls of a build, made on ``backend`` (which holds what they start)."""
+    made: dict[str, Any] = {}
+    for name, upstream, slot in plan:
+        if upstream is None:
+            made[name] = backend.create_primary(name)
+        else:
+            made[name] = backend.create_standby(name, made[upstream], slot=slot)
+
+
+def take(key: Hashable, current: Callable[[DockerBackend], bool]) -> DockerBackend | None:
+    """The kit made for ``key``, if one was; ``current`` says whether it still fits (the
+    image under its tag may have been rebuilt meanwhile)."""
+    with _LOCK:
+        future = _KITS.pop(_full(key), None)
+    if future is None:
+        return None
+    try:
+        kit = future.result()
+    except Exception as exc:  # it removed what it made
+        log.warning("a warm Docker kit failed, the cluster is made now: %s", exc)
+        return None
+    if not current(kit):
+        kit.close()
+        return None
+    return kit
+
+
+def built(key: Hashable, plan: Plan, make: Callable[[], DockerBackend]) -> None:
+    """A cluster was built from ``plan`` for ``key``: from the second such build on, the
+    next one's kit is begun (``make`` opens its backend)."""
+    if not enabled() or not plan:
+        return
+    full = _full(key)
+    with _LOCK:
+        _BUILT[full] += 1
+        if _BUILT[full] < 2 or full in _KITS:
+            return
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgstandby-warm"))
+            atexit.register(drain)
+        _KITS[full] = _POOL[0].submit(_make, make, list(plan))
+
+
+def _make(make: Callable[[], DockerBackend], plan: Plan) -> DockerBackend:
+    kit = make()
+    try:
+        kit.hold_ahead(plan)
+    except BaseException:
+        kit.close()
+        raise
+    return kit
+
+
+def _full(key: Hashable) -> Hashable:
+    """The settings' key with what else decides a backend: the daemon, the environment."""
+    prefixes = ("DOCKER_", "PGSTANDBY_", "TESTCONTAINERS_")
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(prefixes)))
+    return (key, daemon_url(), env)
+
+
+def drain() -> None:
+    """Remove every kit not taken (the end of a session, of the process)."""
+    with _LOCK:
+        futures = list(_KITS.values())
+        _KITS.clear()
+        _BUILT.clear()
+    for future in futures:
+        try:
+            future.result().close()
+        except Exception as exc:
+            log.warning("a warm Docker kit could not be removed: %s", exc)
