@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .backends.select import docker_status
+from .backends.select import docker_status, expecting
 from .cluster import Cluster, build_cluster
 from .config import Settings, from_sources
 from .errors import ConfigurationError, PgStandbyError, UnsupportedError
@@ -121,6 +121,13 @@ def remake(config: pytest.Config, settings: Settings) -> tuple[Cluster, str]:
     return build_cluster(settings), "rebuilt by the scripts"
 
 
+def _rebuilt(settings: Settings, again: bool) -> Cluster:
+    """A build by the scripts for one test; on Docker, where a later test asks for the
+    same, the next one's containers are made meanwhile (backends/docker_warm.py)."""
+    with expecting(again):
+        return build_cluster(settings)
+
+
 def fresh_cluster(config: pytest.Config, settings: Settings, again: bool = True) -> Cluster:
     """A cluster for one test. With ``fresh`` auto or snapshot, the first cluster of given
     settings is built by the scripts and snapshotted, and each later one is a copy of that
@@ -139,13 +146,13 @@ def fresh_cluster(config: pytest.Config, settings: Settings, again: bool = True)
             "clusters)."
         )
     if not copyable(settings):
-        return build_cluster(settings)
+        return _rebuilt(settings, again)
     snapshots = config.stash.setdefault(SNAPSHOTS_KEY, {})
     key = shape_key(settings)
     if key in snapshots:
         snapshot = snapshots[key]
         if not snapshot:
-            return build_cluster(settings)
+            return _rebuilt(settings, again)
         return spares(config).take(key, snapshot, settings, ahead=again)
     built = build_cluster(settings)
     refused = cannot_snapshot(built)

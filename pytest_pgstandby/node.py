@@ -54,7 +54,7 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
     def reload(self) -> None:
         """``pg_reload_conf()``, and wait until new sessions see the reloaded files."""
         self.handle.refuse_unless_owned("reload")
-        with self.connect() as conn:
+        with self._admin_connection() as conn:
             self._reload_on(conn)
 
     def _reload_on(self, conn: psycopg.Connection[Any]) -> None:
@@ -80,7 +80,7 @@ class Node(RecoveryVerbs, CheckVerbs, NodeCore):
         []                                                               # doctest: +SKIP
         """
         self.handle.refuse_unless_owned("change the settings of")
-        with self.connect() as conn:  # one connection for it all (~15 ms each through Docker)
+        with self._admin_connection() as conn:  # the kept one (~15 ms each through Docker)
             fixed = _settings_where(conn, "source = 'command line'", gucs)
             if fixed:
                 raise ConfigurationError(

@@ -321,11 +321,11 @@ class DockerBackend:
             self.held = {node.name: node for node in self.nodes}
             self.nodes, self.made = [], []
 
-    def built(self) -> None:
-        """A cluster was built here: from the second of its settings, a kit for the next."""
+    def built(self, expected: bool | None) -> None:
+        """A cluster was built here: a kit for the next one (docker_warm.built)."""
         args = self.args
         if args is not None:
-            docker_warm.built(args, self.made, lambda: DockerBackend(*args))
+            docker_warm.built(args, self.made, lambda: DockerBackend(*args), expected)
 
     def current(self) -> bool:
         """Whether the image under this backend's tag is still the one it judged."""

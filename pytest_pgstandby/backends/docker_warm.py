@@ -12,7 +12,9 @@ would have made the very same container (``fingerprint``: image, command, enviro
 files, mounts, labels, names); any other is removed and the container made then.
 
 A kit is made after the second build of the same settings in a process (a shape asked
-once, a session-scoped pair, never pays for one), and one at a time per shape. What is
+once, a session-scoped pair, never pays for one), or after any build a factory knows
+another test will ask the same of (``select.expecting``), and never after one it knows
+is the last; one at a time per shape. What is
 left at the end of a session or process is removed (``drain``); a killed process's is
 the reaper's, as every cluster is. ``PGSTANDBY_WARM=0`` turns kits off.
 """
@@ -52,9 +54,14 @@ DockerBackend = Any
 DockerNode = Any
 
 _LOCK = threading.Lock()
-_KITS: dict[Hashable, Future[DockerBackend]] = {}
+_KITS: dict[Hashable, Future[DockerBackend | None]] = {}
 _BUILT: Counter[Hashable] = Counter()
 _POOL: list[ThreadPoolExecutor] = []
+_DRAINING = threading.Event()
+
+
+class _Drained(Exception):
+    """A kit under way when the kits were drained: what it made so far is removed."""
 
 
 def enabled() -> bool:
@@ -114,9 +121,12 @@ def adopt(held: DockerNode, asked: DockerNode) -> bool:
 
 
 def replay(backend: DockerBackend, plan: Plan) -> None:
-    """The node calls of a build, made on ``backend`` (which holds what they start)."""
+    """The node calls of a build, made on ``backend`` (which holds what they start); a
+    drain meanwhile ends it before the next container."""
     made: dict[str, Any] = {}
     for name, upstream, slot in plan:
+        if _DRAINING.is_set():
+            raise _Drained
         if upstream is None:
             made[name] = backend.create_primary(name)
         else:
@@ -135,21 +145,26 @@ def take(key: Hashable, current: Callable[[DockerBackend], bool]) -> DockerBacke
     except Exception as exc:  # it removed what it made
         log.warning("a warm Docker kit failed, the cluster is made now: %s", exc)
         return None
+    if kit is None:
+        return None
     if not current(kit):
         kit.close()
         return None
     return kit
 
 
-def built(key: Hashable, plan: Plan, make: Callable[[], DockerBackend]) -> None:
-    """A cluster was built from ``plan`` for ``key``: from the second such build on, the
-    next one's kit is begun (``make`` opens its backend)."""
-    if not enabled() or not plan:
+def built(
+    key: Hashable, plan: Plan, make: Callable[[], DockerBackend], expected: bool | None
+) -> None:
+    """A cluster was built from ``plan`` for ``key``: the next one's kit is begun (``make``
+    opens its backend) where another is ``expected``, or, not knowing (None), from the
+    second such build on."""
+    if not enabled() or not plan or expected is False:
         return
     full = _full(key)
     with _LOCK:
         _BUILT[full] += 1
-        if _BUILT[full] < 2 or full in _KITS:
+        if (_BUILT[full] < 2 and not expected) or full in _KITS:
             return
         if not _POOL:
             _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgstandby-warm"))
@@ -157,10 +172,13 @@ def built(key: Hashable, plan: Plan, make: Callable[[], DockerBackend]) -> None:
         _KITS[full] = _POOL[0].submit(_make, make, list(plan))
 
 
-def _make(make: Callable[[], DockerBackend], plan: Plan) -> DockerBackend:
+def _make(make: Callable[[], DockerBackend], plan: Plan) -> DockerBackend | None:
     kit = make()
     try:
         kit.hold_ahead(plan)
+    except _Drained:
+        kit.close()
+        return None
     except BaseException:
         kit.close()
         raise
@@ -175,13 +193,22 @@ def _full(key: Hashable) -> Hashable:
 
 
 def drain() -> None:
-    """Remove every kit not taken (the end of a session, of the process)."""
+    """Remove every kit not taken (the end of a session, of the process); one under way
+    stops before its next container."""
     with _LOCK:
         futures = list(_KITS.values())
         _KITS.clear()
         _BUILT.clear()
-    for future in futures:
-        try:
-            future.result().close()
-        except Exception as exc:
-            log.warning("a warm Docker kit could not be removed: %s", exc)
+        _DRAINING.set()
+    try:
+        for future in futures:
+            if future.cancel():
+                continue
+            try:
+                kit = future.result()
+                if kit is not None:
+                    kit.close()
+            except Exception as exc:
+                log.warning("a warm Docker kit could not be removed: %s", exc)
+    finally:
+        _DRAINING.clear()

@@ -4,7 +4,10 @@ the pytest header."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 from ..config import Settings
 from .base import Backend
@@ -77,11 +80,27 @@ def open_backend(settings: Settings) -> tuple[Backend, str]:
     ), reason
 
 
+#: Whether another cluster of the same settings will be asked for after the one being
+#: built: a factory knows (a later test asks for its fixture); None, the Docker backend
+#: guesses (from the second build of the same settings on).
+_EXPECTED: ContextVar[bool | None] = ContextVar("pgstandby_expected", default=None)
+
+
+@contextlib.contextmanager
+def expecting(more: bool) -> Iterator[None]:
+    """Around a build: whether a cluster of the same settings will be asked for next."""
+    token = _EXPECTED.set(more)
+    try:
+        yield
+    finally:
+        _EXPECTED.reset(token)
+
+
 def built(backend: Backend) -> None:
     """A cluster was built on ``backend``: Docker may begin the next one's warm kit."""
     after = getattr(backend, "built", None)
     if after is not None:
-        after()
+        after(_EXPECTED.get())
 
 
 def drain_warm() -> None:

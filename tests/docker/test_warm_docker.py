@@ -152,3 +152,41 @@ def test_no_kit_with_kits_off(docker_client: Any, shape: Settings, monkeypatch) 
                        for node in cluster.nodes)  # fmt: skip
     with docker_warm._LOCK:
         assert _key(shape) not in docker_warm._KITS
+
+
+def test_a_function_scoped_rebuild_takes_each_next_pair_warm_and_none_after_the_last(
+    pytester: pytest.Pytester, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The factory knows which test asks for the fixture again (as for its spares): the
+    next pair is made ahead from the first build on, and none after the last."""
+    monkeypatch.setenv("PGSTANDBY_WARM", "1")
+    pytester.makeconftest(
+        """
+        from pytest_pgstandby import factories
+
+        fresh = factories.cluster(scope="function", fresh="rebuild")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_pgstandby import assert_streaming
+        from pytest_pgstandby.backends import docker_warm
+
+        def warm(cluster):
+            return ["pgstandby-hold" in n.handle.wrapped.attrs["Config"]["Entrypoint"]
+                    for n in cluster.nodes]
+
+        @pytest.mark.parametrize("n", [1, 2, 3])
+        def test_one(fresh, n):
+            assert_streaming(fresh.primary, fresh.standby)
+            assert warm(fresh) == [n > 1, n > 1]
+            with docker_warm._LOCK:
+                assert len(docker_warm._KITS) == (0 if n == 3 else 1)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--pgstandby-backend", "docker",
+        "--pgstandby-image", "pgstandby/postgres:15", "--pgstandby-profile", "documented",
+    )  # fmt: skip
+    result.assert_outcomes(passed=3)
