@@ -289,8 +289,8 @@ class DockerBackend:
 
     def start_node(self, node: DockerNode, wait: bool = True) -> DockerNode:
         if self._holding:
+            self.nodes.append(node)  # first: close() removes it if the hold fails
             docker_warm.hold(node, self.timeout)
-            self.nodes.append(node)
             return node
         held = self.held.pop(node.name, None)
         if held is not None:

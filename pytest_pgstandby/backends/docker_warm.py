@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .._wait import poll_until
+from ..errors import SetupFailedError
 from .engines import daemon_url
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,13 @@ RELEASED = "/tmp/pgstandby-released"
 HOLD = (
     f'[ -e {RELEASED} ] || {{ trap "go=1" USR1; until [ -n "${{go:-}}" ]; do '
     f'sleep 600 & s=$!; wait "$s"; kill "$s" 2>/dev/null; done; : > {RELEASED}; }}; exec "$@"'
+)
+#: Waits until PID 1 catches SIGUSR1 (bit 10 of SigCgt): a docker exec (``top`` would be
+#: cheaper, but Podman 4's Docker-compatible one answers nothing); bash alone, as any image
+#: with the scripts has it.
+TRAPPED = (
+    'for _ in $(seq "$1"); do while read -r k v; do [ "$k" = SigCgt: ] && m=$v; done '
+    "< /proc/1/status; [ $(( 0x$m & 512 )) != 0 ] && exit 0; sleep 0.01; done; exit 1"
 )
 #: a build's node calls, in order: (node, its upstream's name or None for the primary, slot)
 Plan = list[tuple[str, str | None, str | None]]
@@ -96,19 +103,20 @@ def fingerprint(container: Any) -> str:
 
 def hold(node: DockerNode, timeout: float) -> None:
     """Create and start ``node``'s container with HOLD ahead of its entrypoint; return
-    once the shell waits (a SIGUSR1 before its trap would be lost: PID 1 ignores it)."""
+    once the shell waits (a SIGUSR1 before its trap would be lost: PID 1 ignores what it
+    does not catch)."""
     tc = node.tc
     node.held = fingerprint(tc)
     kwargs = dict(tc._kwargs)  # with_kwargs replaces them all
     kwargs["entrypoint"] = ["bash", "-c", HOLD, "pgstandby-hold", *kwargs["entrypoint"]]
     tc._kwargs = kwargs
     tc.start()
-    poll_until(
-        lambda: any("sleep 600" in " ".join(p) for p in node.wrapped.top()["Processes"] or []),
-        what=f"the warm container of {node.name} to hold",
-        timeout=timeout,
-        interval=0.02,
-    )
+    code, out = node.wrapped.exec_run(["bash", "-c", TRAPPED, "trapped", str(int(timeout * 100))])
+    if code != 0:
+        raise SetupFailedError(
+            f"the warm container of {node.name} did not begin to hold within {timeout:g}s "
+            f"(exit {code}: {out.decode(errors='replace').strip()!r})"
+        )
 
 
 def adopt(held: DockerNode, asked: DockerNode) -> bool:
