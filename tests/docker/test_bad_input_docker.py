@@ -33,7 +33,7 @@ def _ours(client: docker.DockerClient) -> list[str]:
     the warm kits other tests' clusters had made ahead (docker_warm.py) are gone."""
     drain_warm()
     mine = {"label": [f"{LABEL}=1", f"{LABEL_OWNER_PID}={os.getpid()}"]}
-    return [c.name for c in client.containers.list(all=True, filters=mine)] + [
+    return [c.name for c in client.containers.list(all=True, filters=mine, ignore_removed=True)] + [
         n.name for n in client.networks.list(filters=mine)
     ]
 

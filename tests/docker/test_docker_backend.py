@@ -236,7 +236,7 @@ def test_lab_up_refuses_a_missing_image_naming_the_build_command(docker_client) 
     assert "pgstandby image build --pg 15" in result.stderr
     # nothing was created under the compose project `lab up` would have used
     filters = {"label": f"com.docker.compose.project={project}"}
-    assert docker_client.containers.list(all=True, filters=filters) == []
+    assert docker_client.containers.list(all=True, filters=filters, ignore_removed=True) == []
 
 
 def test_clusters_one_after_another_hold_no_more_file_descriptors(

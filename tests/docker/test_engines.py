@@ -99,7 +99,7 @@ def _published(cluster_label: str) -> set[str]:
     try:
         found = set()
         labelled = {"label": f"{LABEL_CLUSTER}={cluster_label}"}
-        for c in client.containers.list(filters=labelled):
+        for c in client.containers.list(filters=labelled, ignore_removed=True):
             for binding in c.attrs["NetworkSettings"]["Ports"].get("5432/tcp") or []:
                 found.add(binding["HostIp"])
         return found
@@ -209,7 +209,7 @@ def test_in_a_job_container(pgstandby_cluster):
     primary.wait_for_catchup(standby)
     client = connect_docker()
     mine = {"label": "org.pgstandby.cluster=" + cluster.backend.cluster}
-    for container in client.containers.list(filters=mine):
+    for container in client.containers.list(filters=mine, ignore_removed=True):
         assert not container.attrs["NetworkSettings"]["Ports"].get("5432/tcp"), container.name
     client.close()
 """

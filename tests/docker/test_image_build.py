@@ -51,4 +51,4 @@ def test_a_major_the_mirror_lacks_is_refused_before_any_build_work(docker_client
     assert result.stdout == "", "no step of the build started"
     assert not docker_client.images.list(name=tag)
     assert not docker_client.images.list(all=True, filters=built_99)
-    assert not docker_client.containers.list(all=True, filters=built_99)
+    assert not docker_client.containers.list(all=True, filters=built_99, ignore_removed=True)

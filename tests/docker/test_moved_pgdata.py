@@ -78,7 +78,9 @@ def test_the_harness_pins_pgdata_on_an_image_that_moved_it(
         assert cluster.standby.execute("SELECT layout FROM moved") == [(18,)]
         assert cluster.standby.file_exists("standby.signal")
     # the cluster's containers, its network and the image's anonymous volumes are gone
-    assert set(names).isdisjoint(c.name for c in docker_client.containers.list(all=True))
+    assert set(names).isdisjoint(
+        c.name for c in docker_client.containers.list(all=True, ignore_removed=True)
+    )
     assert networks and networks.isdisjoint(n.name for n in docker_client.networks.list())
     assert volumes.isdisjoint(v.name for v in docker_client.volumes.list())
 

@@ -29,7 +29,7 @@ def test_docker_session_leaves_nothing_labelled(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["pgstandby: docker -> docker: Docker daemon answers*"])
     label = {"label": f"{LABEL_CLUSTER}={record.read_text()}"}
-    assert docker_client.containers.list(all=True, filters=label) == []
+    assert docker_client.containers.list(all=True, filters=label, ignore_removed=True) == []
     assert docker_client.networks.list(filters=label) == []
 
 

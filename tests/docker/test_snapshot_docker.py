@@ -43,7 +43,10 @@ def _labelled(docker_client: Any, cluster: Cluster) -> dict[str, list[str]]:
     """What the daemon holds of one cluster, by our cluster label."""
     label = {"label": f"{LABEL_CLUSTER}={cluster.backend.cluster}"}  # type: ignore[attr-defined]
     return {
-        "containers": [c.name for c in docker_client.containers.list(all=True, filters=label)],
+        "containers": [
+            c.name
+            for c in docker_client.containers.list(all=True, filters=label, ignore_removed=True)
+        ],
         "networks": [n.name for n in docker_client.networks.list(filters=label)],
         "volumes": [v.name for v in docker_client.volumes.list(filters=label)],
     }

@@ -38,7 +38,9 @@ def test_the_next_tests_pair_is_made_while_a_test_runs_none_after_the_last(
             try:
                 return {{
                     c.labels["{LABEL_CLUSTER}"]
-                    for c in client.containers.list(filters={{"label": "{LABEL_CLUSTER}"}})
+                    for c in client.containers.list(
+                        filters={{"label": "{LABEL_CLUSTER}"}}, ignore_removed=True
+                    )
                     if c.labels.get("{LABEL_OWNER_PID}") == str(os.getpid())
                 }}
             finally:
@@ -70,5 +72,7 @@ def test_the_next_tests_pair_is_made_while_a_test_runs_none_after_the_last(
     seen = json.loads((pytester.path / "seen.json").read_text())
     made = {s["mine"] for s in seen} | {s["ahead"] for s in seen if s["ahead"]}
     assert len(made) == 3  # the built one and two copies, each handed out
-    left = docker_client.containers.list(all=True, filters={"label": LABEL_CLUSTER})
+    left = docker_client.containers.list(
+        all=True, filters={"label": LABEL_CLUSTER}, ignore_removed=True
+    )
     assert not [c.name for c in left if c.labels[LABEL_CLUSTER] in made]

@@ -89,7 +89,9 @@ def test_an_image_of_another_major_is_refused_before_any_container(
         asked = replace(pgstandby_settings, image=mislabelled, version=None)
         with pytest.raises(VersionMismatchError) as info:
             start_cluster(asked, backend="docker", version="13").__enter__()
-        assert not docker_client.containers.list(all=True, filters={"ancestor": mislabelled})
+        assert not docker_client.containers.list(
+            all=True, filters={"ancestor": mislabelled}, ignore_removed=True
+        )
     assert str(info.value) == (
         f"version=13 was asked, but image {mislabelled} holds PostgreSQL 15 (its labels/"
         "PG_MAJOR say so); no container was started. Fix: `pgstandby image build --pg 13 "
@@ -110,7 +112,9 @@ def test_an_unlabelled_image_of_another_major_is_named_once_its_server_answers(
                 backend="docker",
                 version="13",
             ).__enter__()
-        left = docker_client.containers.list(all=True, filters={"ancestor": mislabelled})
+        left = docker_client.containers.list(
+            all=True, filters={"ancestor": mislabelled}, ignore_removed=True
+        )
     message = str(info.value)
     assert re.match(
         r"version=13 was asked, but the primary runs PostgreSQL 15\.\d+ \(Debian [^)]+\) "
@@ -133,7 +137,9 @@ def test_an_image_older_than_12_is_refused_before_any_container(
             start_cluster(
                 replace(pgstandby_settings, version=None), backend="docker", image=tag
             ).__enter__()
-        assert not docker_client.containers.list(all=True, filters={"ancestor": tag})
+        assert not docker_client.containers.list(
+            all=True, filters={"ancestor": tag}, ignore_removed=True
+        )
     assert str(info.value).startswith(
         f"image {tag} holds PostgreSQL 11 (its labels/PG_MAJOR say so), older than 12: the "
         "documented procedure writes standby.signal and primary_conninfo, which PostgreSQL "

@@ -43,7 +43,9 @@ def _labelled(client: Any, label: str) -> dict[str, list[str]]:
     volumes."""
     found = {"label": label}
     return {
-        "containers": [c.name for c in client.containers.list(all=True, filters=found)],
+        "containers": [
+            c.name for c in client.containers.list(all=True, filters=found, ignore_removed=True)
+        ],
         "networks": [n.name for n in client.networks.list(filters=found)],
         "volumes": [v.name for v in client.volumes.list(filters=found)],
     }
@@ -132,7 +134,9 @@ def test_a_held_container_unlike_the_one_asked_for_is_replaced(
         standby = backend.create_standby("standby1", primary)
         assert primary.wrapped.id == held["primary"]  # the same call as the plan's: taken
         assert standby.wrapped.id != held["standby1"] and _created(standby) > asked
-        assert held["standby1"] not in [c.id for c in docker_client.containers.list(all=True)]
+        assert held["standby1"] not in [
+            c.id for c in docker_client.containers.list(all=True, ignore_removed=True)
+        ]
         assert "primary_slot_name" not in " ".join(standby.wrapped.attrs["Config"]["Env"])
         Node(standby).poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
     finally:
