@@ -20,6 +20,7 @@ import secrets
 import shlex
 import socket
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -311,11 +312,11 @@ class DockerBackend:
             node._starting = self._pool.submit(node.tc.start)
         return node
 
-    def hold_ahead(self, plan: docker_warm.Plan) -> None:
+    def hold_ahead(self, plan: docker_warm.Plan, stale: Callable[[], bool]) -> None:
         """Make and start, holding, the containers ``plan``'s calls make (docker_warm)."""
         self._holding = True
         try:
-            docker_warm.replay(self, plan)
+            docker_warm.replay(self, plan, stale)
         finally:
             self._holding = False
             self.held = {node.name: node for node in self.nodes}
@@ -472,8 +473,12 @@ class DockerBackend:
             log.warning("keeping containers of cluster %s for inspection", self.cluster)
         else:
             # side by side: each removal is a stop and a delete the daemon takes ~0.2 s for
-            with ThreadPoolExecutor(max(1, len(self.nodes)), "pgstandby-remove") as removing:
-                list(removing.map(_remove_node, reversed(self.nodes)))
+            try:
+                with ThreadPoolExecutor(max(1, len(self.nodes)), "pgstandby-remove") as pool:
+                    list(pool.map(_remove_node, reversed(self.nodes)))
+            except RuntimeError:  # no thread at the interpreter's exit (a kit's drain)
+                for node in reversed(self.nodes):
+                    _remove_node(node)
             if self.joined is not None:
                 with contextlib.suppress(docker.errors.APIError):
                     self.client.networks.get(self.network_name).disconnect(

@@ -68,7 +68,8 @@ _DRAINING = threading.Event()
 
 
 class _Drained(Exception):
-    """A kit under way when the kits were drained: what it made so far is removed."""
+    """A kit under way when the kits were drained (or the environment changed): what it
+    made so far is removed."""
 
 
 def enabled() -> bool:
@@ -128,12 +129,12 @@ def adopt(held: DockerNode, asked: DockerNode) -> bool:
     return True
 
 
-def replay(backend: DockerBackend, plan: Plan) -> None:
+def replay(backend: DockerBackend, plan: Plan, stale: Callable[[], bool]) -> None:
     """The node calls of a build, made on ``backend`` (which holds what they start); a
-    drain meanwhile ends it before the next container."""
+    drain, or another daemon in the environment, meanwhile ends it before the next one."""
     made: dict[str, Any] = {}
     for name, upstream, slot in plan:
-        if _DRAINING.is_set():
+        if stale():
             raise _Drained
         if upstream is None:
             made[name] = backend.create_primary(name)
@@ -177,13 +178,23 @@ def built(
         if not _POOL:
             _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgstandby-warm"))
             atexit.register(drain)
-        _KITS[full] = _POOL[0].submit(_make, make, list(plan))
+        _KITS[full] = _POOL[0].submit(_make, key, full, make, list(plan))
 
 
-def _make(make: Callable[[], DockerBackend], plan: Plan) -> DockerBackend | None:
+def _make(
+    key: Hashable, full: Hashable, make: Callable[[], DockerBackend], plan: Plan
+) -> DockerBackend | None:
+    """The kit, or None if the kits were drained or the environment changed meanwhile (a
+    test's own DOCKER_HOST: a kit must be of the daemon its key names)."""
+
+    def stale() -> bool:
+        return _DRAINING.is_set() or _full(key) != full
+
+    if stale():
+        return None
     kit = make()
     try:
-        kit.hold_ahead(plan)
+        kit.hold_ahead(plan, stale)
     except _Drained:
         kit.close()
         return None
@@ -214,6 +225,10 @@ def drain() -> None:
                 continue
             try:
                 kit = future.result()
+            except Exception as exc:  # it removed what it had made
+                log.warning("a warm Docker kit failed: %s", exc)
+                continue
+            try:
                 if kit is not None:
                     kit.close()
             except Exception as exc:

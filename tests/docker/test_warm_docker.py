@@ -127,7 +127,7 @@ def test_a_held_container_unlike_the_one_asked_for_is_replaced(
     standby that streams through a slot, and the call asks for one without."""
     backend = DockerBackend(shape.docker_image, shape.timeout)
     try:
-        backend.hold_ahead([("primary", None, None), ("standby1", "primary", "standby1")])
+        backend.hold_ahead([("primary", None, None), ("standby1", "primary", "standby1")], bool)
         held = {name: node.wrapped.id for name, node in backend.held.items()}
         asked = time.time()
         primary = backend.create_primary("primary")
