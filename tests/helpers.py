@@ -6,7 +6,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pytest_pgstandby import (
+    Node,
+    assert_primary_conninfo,
+    assert_read_only,
+    assert_replication_lag,
+    assert_standby_signal,
+    assert_streaming,
+    wait_for_catchup,
+)
 from pytest_pgstandby._wait import poll_until
+
+
+def passes_every_helper(primary: Node, standby: Node, table: str) -> None:
+    """Every assertion helper passes on the pair, and a row written on the primary as
+    ``table`` is replayed on the standby."""
+    assert_standby_signal(standby)
+    assert_primary_conninfo(standby, primary)
+    assert_read_only(standby)
+    assert_streaming(primary, standby)
+    primary.execute(f"CREATE TABLE {table} AS SELECT 42 AS x")
+    wait_for_catchup(primary, standby)
+    assert standby.execute(f"SELECT x FROM {table}") == [(42,)]
+    assert_replication_lag(primary, standby, max_bytes=0)
 
 
 def wait_for_child_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> str:

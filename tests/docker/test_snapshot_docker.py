@@ -16,15 +16,13 @@ from pytest_pgstandby import (
     Settings,
     UnsupportedError,
     assert_primary_conninfo,
-    assert_read_only,
-    assert_replication_lag,
-    assert_standby_signal,
     assert_streaming,
     start_cluster,
     take_snapshot,
     wait_for_catchup,
 )
 from pytest_pgstandby.backends.docker import LABEL_CLUSTER
+from tests.helpers import passes_every_helper
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +58,7 @@ def test_a_restored_pair_streams_and_passes_every_assertion_helper(
         primary, standby = pair.primary, pair.standby
         assert pair.backend.name == "docker"
         assert standby.handle.container_name() != built.standby.handle.container_name()
-        assert_standby_signal(standby)
-        assert_primary_conninfo(standby, primary)
-        assert_read_only(standby)
-        assert_streaming(primary, standby)
-        primary.execute("CREATE TABLE restored AS SELECT 42 AS x")
-        wait_for_catchup(primary, standby)
-        assert standby.execute("SELECT x FROM restored") == [(42,)]
-        assert_replication_lag(primary, standby, max_bytes=0)
+        passes_every_helper(primary, standby, "restored")
         # the files as the snapshot had them: what the original wrote later is not there
         assert primary.query_value("SELECT to_regclass('after_snapshot') IS NULL") is True
         ident = "SELECT system_identifier FROM pg_control_system()"

@@ -14,17 +14,13 @@ import pytest
 from pytest_pgstandby import (
     Node,
     Settings,
-    assert_primary_conninfo,
-    assert_read_only,
-    assert_replication_lag,
-    assert_standby_signal,
     assert_streaming,
     start_cluster,
-    wait_for_catchup,
 )
 from pytest_pgstandby.backends import docker_warm
 from pytest_pgstandby.backends.containers import LABEL_CLUSTER
 from pytest_pgstandby.backends.docker import DockerBackend
+from tests.helpers import passes_every_helper
 
 pytestmark = pytest.mark.docker
 
@@ -96,14 +92,7 @@ def test_the_third_cluster_of_a_shape_starts_warm_and_passes_every_helper(
         assert third.backend is kit
         assert all(_created(node.handle) < asked for node in third.nodes)
         primary, standby = third.primary, third.standby
-        assert_standby_signal(standby)
-        assert_primary_conninfo(standby, primary)
-        assert_read_only(standby)
-        assert_streaming(primary, standby)
-        primary.execute("CREATE TABLE warm AS SELECT 7 AS x")
-        wait_for_catchup(primary, standby)
-        assert standby.execute("SELECT x FROM warm") == [(7,)]
-        assert_replication_lag(primary, standby, max_bytes=0)
+        passes_every_helper(primary, standby, "warm")
         # the whole of each script ran after the call: nothing of the hold is in its output
         setup = standby.setup_output()
         assert setup.startswith("Starting standby setup...")

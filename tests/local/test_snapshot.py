@@ -14,15 +14,13 @@ from pytest_pgstandby import (
     ClusterSnapshot,
     Settings,
     assert_primary_conninfo,
-    assert_read_only,
-    assert_replication_lag,
-    assert_standby_signal,
     assert_streaming,
     start_cluster,
     take_snapshot,
     wait_for_catchup,
 )
 from pytest_pgstandby.backends.sessions import OWNER_MARK
+from tests.helpers import passes_every_helper
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +41,8 @@ def test_a_restored_pair_streams_and_passes_every_assertion_helper(
     with snapshot.restore() as pair:
         primary, standby = pair.primary, pair.standby
         assert primary.port != built.primary.port and standby.port != built.standby.port
-        assert_standby_signal(standby)
-        assert_primary_conninfo(standby, primary)  # repointed at the restored primary
-        assert_read_only(standby)
-        assert_streaming(primary, standby)
-        primary.execute("CREATE TABLE restored AS SELECT 42 AS x")
-        wait_for_catchup(primary, standby)
-        assert standby.execute("SELECT x FROM restored") == [(42,)]
-        assert_replication_lag(primary, standby, max_bytes=0)
+        # primary_conninfo among them: repointed at the restored primary
+        passes_every_helper(primary, standby, "restored")
         conf = standby.read_file("postgresql.conf").rstrip().splitlines()[-1]
         assert conf == (
             f"primary_conninfo = 'host=127.0.0.1 port={primary.port} user=replicator "
