@@ -294,14 +294,14 @@ class DockerBackend:
             docker_warm.hold(node, self.timeout)
             return node
         held = self.held.pop(node.name, None)
-        if held is not None:
-            if docker_warm.adopt(held, node):
-                node.tc._docker.client.close()  # the spec's client, never used
-                node = held
-            else:
-                _remove_node(held)
+        taken = held is not None and docker_warm.adopt(held, node)
+        if taken:  # this call's node (its upstream, ...) with the kit's running container
+            node.tc._docker.client.close()  # the spec's client, never used
+            node.tc = held.tc  # type: ignore[union-attr]
+        elif held is not None:
+            _remove_node(held)
         self.nodes.append(node)
-        if node is held:
+        if taken:
             if wait:
                 node.wait_ready()
         elif wait:

@@ -34,6 +34,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import docker.errors
+
 from ..errors import SetupFailedError
 from .engines import daemon_url
 
@@ -47,9 +49,9 @@ HOLD = (
     f'[ -e {RELEASED} ] || {{ trap "go=1" USR1; until [ -n "${{go:-}}" ]; do '
     f'sleep 600 & s=$!; wait "$s"; kill "$s" 2>/dev/null; done; : > {RELEASED}; }}; exec "$@"'
 )
-#: Waits until PID 1 catches SIGUSR1 (bit 10 of SigCgt): a docker exec (``top`` would be
-#: cheaper, but Podman 4's Docker-compatible one answers nothing); bash alone, as any image
-#: with the scripts has it.
+#: Waits until PID 1 catches SIGUSR1 (signal 10: 512 in SigCgt), through a docker exec
+#: (``top`` would be cheaper, but Podman 4's Docker-compatible one answers nothing); bash
+#: alone, as any image with the scripts has it.
 TRAPPED = (
     'for _ in $(seq "$1"); do while read -r k v; do [ "$k" = SigCgt: ] && m=$v; done '
     "< /proc/1/status; [ $(( 0x$m & 512 )) != 0 ] && exit 0; sleep 0.01; done; exit 1"
@@ -124,7 +126,11 @@ def adopt(held: DockerNode, asked: DockerNode) -> bool:
     """Release ``held`` when it is the container ``asked`` would be; True if it was."""
     if held.held != fingerprint(asked.tc):
         return False
-    held.wrapped.kill(signal=signal.SIGUSR1)
+    try:
+        held.wrapped.kill(signal=signal.SIGUSR1)
+    except docker.errors.APIError as exc:  # gone, or stopped, since it was made
+        log.warning("a warm container of %s could not be released (%s); made anew", held.name, exc)
+        return False
     held.held = None
     return True
 

@@ -183,3 +183,23 @@ def test_a_function_scoped_rebuild_takes_each_next_pair_warm_and_none_after_the_
         "--pgstandby-image", "pgstandby/postgres:15", "--pgstandby-profile", "documented",
     )  # fmt: skip
     result.assert_outcomes(passed=3)
+
+
+def test_a_held_container_gone_before_its_call_is_made_anew(
+    docker_client: Any, shape: Settings
+) -> None:
+    """A kit's container removed from under it (by hand, or a daemon restart) cannot be
+    released: the call makes its container as if there were no kit."""
+    backend = DockerBackend(shape.docker_image, shape.timeout)
+    try:
+        backend.hold_ahead([("primary", None, None), ("standby1", "primary", None)], bool)
+        gone, kept = (backend.held[n].wrapped.id for n in ("primary", "standby1"))
+        docker_client.containers.get(gone).remove(force=True)
+        primary = backend.create_primary("primary")
+        standby = backend.create_standby("standby1", primary)  # its own is still there
+        assert primary.wrapped.id != gone and standby.wrapped.id == kept
+        Node(standby).poll_query_until("SELECT status FROM pg_stat_wal_receiver", "streaming")
+    finally:
+        backend.close()
+    left = _labelled(docker_client, f"{LABEL_CLUSTER}={backend.cluster}")
+    assert left == {"containers": [], "networks": [], "volumes": []}
