@@ -16,7 +16,8 @@ once, a session-scoped pair, never pays for one), or after any build a factory k
 another test will ask the same of (``select.expecting``), and never after one it knows
 is the last; one at a time per shape. What is
 left at the end of a session or process is removed (``drain``); a killed process's is
-the reaper's, as every cluster is. ``PGSTANDBY_WARM=0`` turns kits off.
+the reaper's, as every cluster is. ``PGSTANDBY_WARM=0`` turns kits off, ``=1`` on for an
+ssh:// daemon too (``enabled``).
 """
 
 from __future__ import annotations
@@ -75,7 +76,13 @@ class _Drained(Exception):
 
 
 def enabled() -> bool:
-    return os.environ.get("PGSTANDBY_WARM", "1").strip().lower() not in ("0", "false", "no", "off")
+    """PGSTANDBY_WARM: 0 off, 1 on; unset, on but for an ssh:// daemon, where each API call
+    is an ssh session's and a kit's slow one competes with the tests' (the replication
+    suites over ssh: 99 s without kits, 122 s with)."""
+    value = os.environ.get("PGSTANDBY_WARM", "").strip().lower()
+    if value:
+        return value not in ("0", "false", "no", "off")
+    return not daemon_url().startswith("ssh://")
 
 
 def fingerprint(container: Any) -> str:
