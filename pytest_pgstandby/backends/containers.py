@@ -335,6 +335,13 @@ def container_env(container: Any, key: str) -> str | None:
     return None
 
 
+def ahead_of_entrypoint(container: Any, *argv: str) -> Any:
+    """``container`` whose entrypoint runs after ``argv`` (which ends in ``exec "$@"``)."""
+    kwargs = dict(container._kwargs)  # with_kwargs replaces them all
+    kwargs["entrypoint"] = [*argv, *kwargs["entrypoint"]]
+    return container.with_kwargs(**kwargs)
+
+
 def refuse_clash(client: docker.DockerClient, name: str) -> None:
     """Refuse a name that a container or network already uses, touching nothing."""
     for kind in (client.containers, client.networks):

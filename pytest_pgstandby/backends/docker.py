@@ -301,15 +301,13 @@ class DockerBackend:
         elif held is not None:
             _remove_node(held)
         self.nodes.append(node)
-        if taken:
-            if wait:
-                node.wait_ready()
-        elif wait:
-            node.container.start()
-            node.wait_ready()
-        else:
+        if not taken and not wait:
             # the Docker API's create+start takes ~0.4 s: let the next container's overlap it
             node._starting = self._pool.submit(node.tc.start)
+        elif not taken:
+            node.container.start()
+        if wait:
+            node.wait_ready()
         return node
 
     def hold_ahead(self, plan: docker_warm.Plan, stale: Callable[[], bool]) -> None:

@@ -36,6 +36,7 @@ from .base import (
 from .containers import (
     ContainerFiles,
     ContainerRelay,
+    ahead_of_entrypoint,
     container_address,
     published_port,
 )
@@ -83,9 +84,7 @@ def restoring(container: Any, archive: bytes | None) -> Any:
         return container
     container = container.with_copy_into_container(archive, RESTORE_ARCHIVE, 0o600)
     container = container.with_copy_into_container(*copied(RESTORE, RESTORE_IN_CONTAINER))
-    kwargs = dict(container._kwargs)  # with_kwargs replaces them all
-    kwargs["entrypoint"] = ["bash", RESTORE_IN_CONTAINER, *kwargs["entrypoint"]]
-    return container.with_kwargs(**kwargs)
+    return ahead_of_entrypoint(container, "bash", RESTORE_IN_CONTAINER)
 
 
 class OneArchiveContainer(DockerContainer):

@@ -38,6 +38,7 @@ from typing import Any
 import docker.errors
 
 from ..errors import SetupFailedError
+from .containers import ahead_of_entrypoint
 from .engines import daemon_url
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,8 @@ def hold(node: DockerNode, timeout: float) -> None:
     """Create and start ``node``'s container with HOLD ahead of its entrypoint; return
     once the shell waits (a SIGUSR1 before its trap would be lost: PID 1 ignores what it
     does not catch)."""
-    tc = node.tc
-    node.held = fingerprint(tc)
-    kwargs = dict(tc._kwargs)  # with_kwargs replaces them all
-    kwargs["entrypoint"] = ["bash", "-c", HOLD, "pgstandby-hold", *kwargs["entrypoint"]]
-    tc._kwargs = kwargs
-    tc.start()
+    node.held = fingerprint(node.tc)
+    ahead_of_entrypoint(node.tc, "bash", "-c", HOLD, "pgstandby-hold").start()
     code, out = node.wrapped.exec_run(["bash", "-c", TRAPPED, "trapped", str(int(timeout * 100))])
     if code != 0:
         raise SetupFailedError(
@@ -138,7 +135,6 @@ def adopt(held: DockerNode, asked: DockerNode) -> bool:
     except docker.errors.APIError as exc:  # gone, or stopped, since it was made
         log.warning("a warm container of %s could not be released (%s); made anew", held.name, exc)
         return False
-    held.held = None
     return True
 
 
